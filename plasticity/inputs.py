@@ -1,0 +1,164 @@
+"""Input statistics: what the inputs are (for the simulation) and their moments (for
+the expected drift of each rule, MATH.md §8). NumPy only.
+
+Two kinds of rate input ``x ∈ R^n``:
+
+- ``gaussian``: ``x = μ + L z`` with ``z ~ N(0, I)`` drawn each time step,
+  ``C = L Lᵀ``. ``C`` is given by its ``spectrum`` and a ``rotation`` of its
+  eigenvectors (``"identity"`` or a seeded ``"random"`` orthogonal matrix), or by the
+  ``covariance`` matrix itself (``L`` is then its symmetric square root).
+- ``patterns``: each time step one row ``p_k`` of a set of patterns is presented,
+  chosen independently with probabilities ``π_k``.
+
+A postsynaptic neuron responds with ``y = σ(w·x)``, ``σ`` linear or rectified
+(``relu``). The drift of every rate rule is a combination of the moments
+``E[σ(y)^k]`` and ``E[x σ(y)^k]``, which :class:`InputStats` computes exactly:
+
+- patterns: finite sums over the rows;
+- gaussian: ``y ~ N(m, s²)`` with ``m = w·μ``, ``s² = wᵀCw``. Linear σ: the raw
+  moments ``E_k = m E_{k-1} + (k-1) s² E_{k-2}``. Rectified σ: the partial moments
+  ``M_k = E[y^k 1{y>0}]``, ``M_0 = Φ(m/s)``, ``M_1 = mΦ(m/s) + sφ(m/s)``, then the same
+  recursion. The cross moments follow from Stein's lemma,
+  ``E[x g(y)] = μ E[g(y)] + C w E[g'(y)]``, which stays exact when ``s = 0``.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import ndtr
+
+TRANSFERS = ("linear", "relu")
+
+
+def transfer(y, kind):
+    """``σ(y)`` for a transfer name."""
+    return y if kind == "linear" else np.maximum(y, 0.0)
+
+
+@dataclass
+class InputStats:
+    """Statistics of the inputs and the neuron's transfer; computes drift moments.
+
+    Attributes: ``kind`` (``"gaussian"`` or ``"patterns"``), ``mean`` (n,),
+    ``covariance`` (n, n), ``patterns`` (K, n) and ``probabilities`` (K,) for patterns,
+    ``mixing`` (n, n) with ``covariance = mixing @ mixing.T`` for gaussian inputs (or
+    ``None`` when the covariance is diagonal and ``scale`` suffices), ``transfer``.
+    """
+
+    kind: str
+    mean: np.ndarray
+    covariance: np.ndarray
+    transfer: str = "linear"
+    patterns: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    mixing: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n(self):
+        return self.mean.shape[0]
+
+    @property
+    def scale(self):
+        """Standard deviation of each input (used when the covariance is diagonal)."""
+        return np.sqrt(np.diag(self.covariance))
+
+    @property
+    def diagonal(self):
+        c = self.covariance
+        return np.array_equal(c, np.diag(np.diag(c)))
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def gaussian(cls, n, rng, spectrum=None, rotation="identity", covariance=None,
+                 mean=None, transfer="linear"):
+        mean = np.zeros(n) if mean is None else np.asarray(mean, float)
+        if covariance is not None:
+            C = np.asarray(covariance, float)
+            vals, vecs = np.linalg.eigh(C)
+            mixing = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+        else:
+            lam = np.asarray(spectrum, float)
+            if rotation == "identity":
+                Q = np.eye(n)
+            else:
+                from scipy.stats import special_ortho_group
+                Q = special_ortho_group.rvs(n, random_state=rng) if n > 1 else np.eye(1)
+            mixing = Q * np.sqrt(lam)
+            C = (Q * lam) @ Q.T
+        C = 0.5 * (C + C.T)
+        return cls("gaussian", mean, C, transfer, mixing=mixing)
+
+    @classmethod
+    def from_patterns(cls, patterns, probabilities=None, transfer="linear"):
+        P = np.asarray(patterns, float)
+        K = P.shape[0]
+        p = np.full(K, 1.0 / K) if probabilities is None else np.asarray(probabilities, float)
+        p = p / p.sum()
+        mean = p @ P
+        centred = P - mean
+        C = (centred * p[:, None]).T @ centred
+        return cls("patterns", mean, C, transfer, patterns=P, probabilities=p)
+
+    # -- moments of the response ----------------------------------------------------
+    def _gaussian_moments(self, W, kmax):
+        """Moments ``E[σ(y)^k]`` for k = 0..kmax, each (..., n_post)."""
+        m = W @ self.mean
+        s2 = np.einsum("...ji,ik,...jk->...j", W, self.covariance, W)
+        s2 = np.clip(s2, 0.0, None)
+        out = []
+        if self.transfer == "linear":
+            out.append(np.ones_like(m))
+            if kmax >= 1:
+                out.append(m.copy())
+        else:
+            s = np.sqrt(s2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(s > 0, m / np.where(s > 0, s, 1.0), np.sign(m) * np.inf)
+            Phi = ndtr(z)
+            phi = np.where(s > 0, np.exp(-0.5 * np.where(s > 0, z, 0.0) ** 2) / np.sqrt(2 * np.pi), 0.0)
+            out.append(Phi)
+            if kmax >= 1:
+                out.append(m * Phi + s * phi)
+        for k in range(2, kmax + 1):
+            out.append(m * out[k - 1] + (k - 1) * s2 * out[k - 2])
+        return out
+
+    def moment(self, W, k):
+        """``E[σ(y)^k]`` for every record and postsynaptic neuron, shape ``W.shape[:-1]``."""
+        W = np.asarray(W, float)
+        if self.kind == "patterns":
+            Y = transfer(np.einsum("...ji,ki->...kj", W, self.patterns), self.transfer)
+            return np.einsum("k,...kj->...j", self.probabilities, Y ** k)
+        return self._gaussian_moments(W, k)[k]
+
+    def cross(self, W, k):
+        """``E[x σ(y)^k]`` for every record and postsynaptic neuron, shape ``W.shape``."""
+        W = np.asarray(W, float)
+        if self.kind == "patterns":
+            Y = transfer(np.einsum("...ji,ki->...kj", W, self.patterns), self.transfer)
+            return np.einsum("k,...kj,ki->...ji", self.probabilities, Y ** k, self.patterns)
+        moments = self._gaussian_moments(W, max(k, 1))
+        # Stein's lemma: E[x g(y)] = μ E[g] + C w E[g'], g = σ^k, E[g'] = k E[σ^(k-1) σ'];
+        # for both transfers σ^(k-1)σ' has the moment of order k-1 (relu: M_0 = P(y > 0)).
+        result = moments[k][..., None] * self.mean
+        if k >= 1:
+            result = result + k * moments[k - 1][..., None] * (W @ self.covariance)
+        return result
+
+    # -- storage ----------------------------------------------------------------------
+    def to_hdf5(self, group):
+        group.attrs["kind"] = self.kind
+        group.attrs["transfer"] = self.transfer
+        group["mean"] = self.mean
+        group["covariance"] = self.covariance
+        if self.patterns is not None:
+            group["patterns"] = self.patterns
+            group["probabilities"] = self.probabilities
+
+    @classmethod
+    def from_hdf5(cls, group):
+        kind = str(group.attrs["kind"])
+        transfer_name = str(group.attrs.get("transfer", "linear"))
+        if kind == "patterns":
+            return cls.from_patterns(group["patterns"][()], group["probabilities"][()], transfer_name)
+        return cls("gaussian", group["mean"][()], group["covariance"][()], transfer_name)

@@ -1,0 +1,182 @@
+"""Build the Brian2 network of a rate experiment: inputs → synapses (plastic) → neurons.
+
+One Brian2 object per concept:
+
+- ``inputs`` (NeuronGroup, ``n_pre``): the input rates ``x``, redrawn at the start of
+  every time step (``when="start"``). Gaussian inputs with a diagonal covariance draw
+  ``x = xbar + sd*randn()`` directly; a full covariance draws latent ``z = randn()`` in
+  a ``latent`` group and mixes them through constant ``mixing`` synapses
+  (``x = xbar + Σ_j L_ij z_j``). Patterns: a one-neuron ``chooser`` draws the pattern
+  index ``k`` from the probabilities, each input reads its entry of row ``k``.
+- ``neurons`` (NeuronGroup, ``n_post``): ``y = σ(Σ w x)`` through a summed variable,
+  plus the rule's plastic state (e.g. ``theta``).
+- ``synapses`` (Synapses): ``w``, updated every step by the rule's Euler statement in
+  one ``run_regularly`` (``when="synapses"``) — cheaper than ``exact`` integration.
+
+Within one step: inputs drawn (start) → ``y`` summed (groups) → ``w`` updated
+(synapses, order 0) → postsynaptic state updated (synapses, order 1).
+"""
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from .errors import ConfigError
+from .inputs import InputStats
+
+
+@dataclass
+class Topology:
+    """Synapse indices (pre, post) in Brian2's order."""
+
+    pre: np.ndarray
+    post: np.ndarray
+
+
+def make_stats(experiment, rng):
+    """The :class:`InputStats` of an experiment (numpy only; seeded by ``rng``)."""
+    inputs, n = experiment.inputs, experiment.network.n_pre
+    transfer_name = experiment.network.spec.get("transfer", "linear")
+    if inputs.kind == "gaussian":
+        return InputStats.gaussian(n, rng, spectrum=inputs.spectrum, rotation=inputs.rotation,
+                                   covariance=inputs.covariance, mean=inputs.mean,
+                                   transfer=transfer_name)
+    return InputStats.from_patterns(inputs.patterns, inputs.probabilities, transfer_name)
+
+
+def make_topology(experiment, rng):
+    """Synapses from the networkx generator named in ``network.topology``."""
+    net = experiment.network
+    gen_name, args = net.topology.generator, dict(net.topology.args)
+    seed = int(rng.integers(2**31))
+    generator = getattr(nx.bipartite, gen_name, None)
+    bipartite = generator is not None and callable(generator)
+    if not bipartite:
+        generator = getattr(nx, gen_name, None)
+    if generator is None or not callable(generator):
+        raise ConfigError(f"network.topology.generator: unknown networkx generator {gen_name!r} "
+                          f"(e.g. complete_bipartite_graph, random_graph, erdos_renyi_graph)")
+    import inspect
+
+    try:
+        if "seed" in inspect.signature(generator).parameters and "seed" not in args:
+            args["seed"] = seed
+        if bipartite:
+            graph = generator(net.n_pre, net.n_post, **args)
+            edges = [(u, v - net.n_pre) for u, v in graph.edges()
+                     if u < net.n_pre <= v] + [(v, u - net.n_pre) for u, v in graph.edges()
+                                                if v < net.n_pre <= u]
+        else:
+            if net.n_pre != net.n_post:
+                raise ConfigError(f"network.topology.generator: {gen_name!r} makes a graph on one "
+                                  f"node set, which needs n_pre == n_post (got {net.n_pre}, {net.n_post})")
+            graph = generator(net.n_pre, **args)
+            edges = list(graph.edges())
+            if not graph.is_directed():
+                edges += [(v, u) for u, v in edges]
+    except ConfigError:
+        raise
+    except Exception as error:  # networkx's own argument errors
+        raise ConfigError(f"network.topology: {gen_name}({args}) failed: {error}") from None
+    edges = sorted(set(edges))
+    if not edges:
+        raise ConfigError(f"network.topology: {gen_name} made no synapses")
+    pre, post = np.array(edges, dtype=np.int64).T
+    return Topology(pre, post)
+
+
+def initial_weights(experiment, n_synapses, rng):
+    init = experiment.network.init
+    if init.distribution == "uniform":
+        return rng.uniform(init.low, init.high, n_synapses)
+    if init.distribution == "normal":
+        return rng.normal(init.mean, init.std, n_synapses)
+    return np.full(n_synapses, init.value)
+
+
+def parameter_namespace(rule, params):
+    """The rule's parameters as Brian2 quantities (SI float × unit)."""
+    import brian2 as b2
+
+    units = {"1": 1, "time": b2.second, "rate": b2.Hz, "voltage": b2.volt,
+             "current": b2.amp, "conductance": b2.siemens, "capacitance": b2.farad,
+             "resistance": b2.ohm}
+    return {key: params[key] * units[p.dimension] for key, p in rule.parameters.items()}
+
+
+@dataclass
+class RateNetwork:
+    """The Brian2 objects of a rate experiment, and what the recorder needs."""
+
+    network: object          # brian2.Network
+    synapses: object         # brian2.Synapses holding w
+    neurons: object          # brian2.NeuronGroup holding y and the rule's state
+    topology: Topology
+    stats: InputStats
+
+
+def build_rate_network(experiment, rule, params, rng):
+    """Create the Brian2 objects (in the current device) for a rate experiment."""
+    import brian2 as b2
+
+    net_cfg = experiment.network
+    stats = make_stats(experiment, rng)
+    topology = make_topology(experiment, rng)
+    n_pre, n_post = net_cfg.n_pre, net_cfg.n_post
+    objects = []
+
+    if stats.kind == "gaussian":
+        if stats.diagonal:
+            inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nsd : 1 (constant)",
+                                    name="inputs")
+            inputs.sd = stats.scale
+            inputs.run_regularly("x = xbar + sd * randn()", when="start", name="inputs_draw")
+        else:
+            latent = b2.NeuronGroup(n_pre, "z : 1", name="latent")
+            latent.run_regularly("z = randn()", when="start", name="latent_draw")
+            inputs = b2.NeuronGroup(n_pre, "x = xbar + xmix : 1\nxmix : 1\nxbar : 1 (constant)",
+                                    name="inputs")
+            mixing = b2.Synapses(latent, inputs, "L : 1 (constant)\nxmix_post = L * z_pre : 1 (summed)",
+                                 name="mixing")
+            rows, cols = np.nonzero(stats.mixing)   # x_i = Σ_j mixing[i, j] z_j
+            mixing.connect(i=cols, j=rows)
+            mixing.L = stats.mixing[rows, cols]
+            # the mixed inputs must exist before the output sums them
+            mixing.summed_updaters["xmix_post"].order = -2
+            objects += [latent, mixing]
+        inputs.xbar = stats.mean
+    else:
+        K = stats.patterns.shape[0]
+        cumulative = np.cumsum(stats.probabilities)[:-1]
+        choose = " + ".join(f"int(u > {c!r})" for c in cumulative) or "0"
+        chooser = b2.NeuronGroup(1, "k : integer\nu : 1", name="chooser")
+        chooser.run_regularly(f"u = rand()\nk = {choose}", when="start", order=0, name="chooser_draw")
+        table = b2.TimedArray(stats.patterns, dt=b2.second, name="pattern_table")
+        inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nk : integer (linked)",
+                                name="inputs", namespace={"pattern_table": table})
+        inputs.k = b2.linked_var(chooser, "k", index=np.zeros(n_pre, dtype=int))
+        inputs.xbar = stats.mean
+        inputs.run_regularly("x = pattern_table(k * second, i)", when="start", order=1,
+                             name="inputs_draw")
+        objects.append(chooser)
+        del K
+
+    y_expr = "ysum" if stats.transfer == "linear" else "ysum * int(ysum > 0)"
+    state_eqs = "".join(f"\n{name} : 1" for name in rule.state)
+    neurons = b2.NeuronGroup(n_post, f"y = {y_expr} : 1\nysum : 1{state_eqs}", name="neurons")
+    for name, value in rule.initial_state(params, n_post).items():
+        setattr(neurons, name, value)
+
+    namespace = parameter_namespace(rule, params)
+    synapses = b2.Synapses(inputs, neurons, "w : 1\nysum_post = w * x_pre : 1 (summed)",
+                           name="synapses", namespace=namespace)
+    synapses.connect(i=topology.pre, j=topology.post)
+    synapses.w = initial_weights(experiment, len(topology.pre), rng)
+    synapses.run_regularly(rule.synapse_update, when="synapses", order=0, name="plasticity")
+    if rule.post_update:
+        neurons.namespace.update(namespace)
+        neurons.run_regularly(rule.post_update, when="synapses", order=1, name="plastic_state")
+
+    network = b2.Network(objects + [inputs, neurons, synapses])
+    return RateNetwork(network, synapses, neurons, topology, stats)
