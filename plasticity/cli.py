@@ -7,6 +7,7 @@ by SIGINT/SIGTERM (log kept); 1 anything else.
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import BadInput, PlasticityError, RunStopped
@@ -63,13 +64,30 @@ def _cmd_run(args):
     from .config import load_config
     from .runner import run
 
-    overrides = list(args.overrides)
-    if args.device:
-        overrides.append(f'simulation.device="{args.device}"')
-    experiment = load_config(args.config, overrides, seed=args.seed)
+    experiment = load_config(args.config, args.overrides, seed=args.seed)
+    if args.device and getattr(experiment, "kind", None) != "dynamics":
+        experiment = load_config(args.config, [*args.overrides, f'simulation.device="{args.device}"'],
+                                 seed=args.seed)
+    if args.out is not None:
+        _check_out_dir(args.out)
     path = run(experiment, out_dir=args.out, progress=not args.quiet)
     print(path)
     return 0
+
+
+def _check_out_dir(out):
+    """``--out`` must be a folder, or a path where one can be made: checked before the
+    run starts, so that bad input writes nothing."""
+    from pathlib import Path
+
+    path = Path(out)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInput(f"--out {out}: {parent} exists and is not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise BadInput(f"--out {out}: {parent} is not writable")
+            return
 
 
 def _cmd_validate(args):
@@ -131,6 +149,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("plasticity: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # output piped into `head` and the like: not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

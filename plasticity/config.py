@@ -76,6 +76,17 @@ class Topology(_Strict):
     generator: str = "complete_bipartite_graph"
     args: dict[str, Any] = {}
 
+    @field_validator("generator")
+    @classmethod
+    def _known_generator(cls, name):
+        import networkx as nx
+
+        for module in (nx.bipartite, nx):
+            if not name.startswith("_") and callable(getattr(module, name, None)):
+                return name
+        raise ValueError(f"unknown networkx generator {name!r} (e.g. complete_bipartite_graph, "
+                         f"random_graph, gnmk_random_graph; or a networkx graph generator)")
+
 
 class Network(_Strict):
     model: str
@@ -83,6 +94,8 @@ class Network(_Strict):
     n_post: int = Field(1, gt=0)
     topology: Topology = Topology()
     init: Init = Init()
+    #: spiking models: override values of the model spec's [params] table
+    params: dict[str, Any] = {}
 
     @field_validator("model")
     @classmethod
@@ -98,7 +111,12 @@ class Network(_Strict):
 
 
 class Inputs(_Strict):
-    kind: Literal["gaussian", "patterns"]
+    kind: Literal["gaussian", "patterns", "poisson"]
+    #: kind = "poisson": presynaptic firing rate(s), one for all or one per input
+    rates: Rate | list[Rate] | None = None
+    #: kind = "poisson" with a model whose postsynaptic neurons are Poisson too
+    #: (``poisson_pair``): their rate(s), one for all or one per neuron
+    post_rates: Rate | list[Rate] | None = None
     spectrum: list[Annotated[float, Field(ge=0)]] | None = None
     rotation: Literal["identity", "random"] = "identity"
     covariance: list[list[float]] | None = None
@@ -108,6 +126,17 @@ class Inputs(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.kind == "poisson":
+            if self.rates is None:
+                raise ValueError("kind = \"poisson\" needs 'rates' (e.g. rates = \"15 Hz\")")
+            others = [k for k in ("spectrum", "covariance", "mean", "patterns", "probabilities")
+                      if getattr(self, k) is not None]
+            if others:
+                raise ValueError(f"'{others[0]}' does not belong to kind = \"poisson\" "
+                                 f"(rate modulation is not implemented yet)")
+            return self
+        if self.rates is not None or self.post_rates is not None:
+            raise ValueError("'rates'/'post_rates' belong to kind = \"poisson\"")
         if self.kind == "gaussian":
             if (self.spectrum is None) == (self.covariance is None):
                 raise ValueError("gaussian inputs need exactly one of 'spectrum' or 'covariance'")
@@ -138,7 +167,9 @@ class Inputs(_Strict):
 
     @property
     def size(self):
-        """Number of inputs this section describes."""
+        """Number of inputs this section describes (``None``: any number)."""
+        if self.kind == "poisson":
+            return len(self.rates) if isinstance(self.rates, list) else None
         if self.spectrum is not None:
             return len(self.spectrum)
         if self.covariance is not None:
@@ -186,6 +217,8 @@ class Record(_Strict):
     every: Time = 1e-2
     #: also record the rule's plastic state (e.g. BCM's theta)
     state: bool = True
+    #: spiking models: also stream spike times to /spikes/<population>/{t, i}
+    spikes: bool = False
 
 
 class Experiment(_Strict):
@@ -202,7 +235,8 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self):
-        if self.inputs.size != self.network.n_pre:
+        _check_spiking(self)
+        if self.inputs.size is not None and self.inputs.size != self.network.n_pre:
             raise ValueError(f"inputs: {self.inputs.size} inputs described but network.n_pre = "
                              f"{self.network.n_pre}")
         dt, every, duration = self.simulation.dt, self.record.every, self.simulation.duration
@@ -229,6 +263,65 @@ class Experiment(_Strict):
     def to_toml(self):
         """The resolved config as TOML text (what is stored in a run file)."""
         return tomli_w.dumps(self.to_dict())
+
+
+def _check_spiking(experiment):
+    """Cross-checks of the spiking keys: model kind vs rule kind vs input kind, the
+    model parameter overrides, the post rates."""
+    spec = experiment.network.spec
+    model_kind = spec.get("kind", "rate")
+    rule = RULES[experiment.rule.name]
+    rule_kind = getattr(rule, "kind", "rate")
+    net = experiment.network
+    if rule_kind != model_kind:
+        allowed = sorted(n for n, r in RULES.items() if getattr(r, "kind", "rate") == model_kind)
+        raise ValueError(f"rule.name: {rule.name!r} is a {rule_kind} rule but model {net.model!r} "
+                         f"is a {model_kind} model (allowed: {', '.join(allowed)})")
+    if model_kind == "spiking" and experiment.simulation.device == "cpp_standalone":
+        raise ValueError("simulation.device: spiking models run on the runtime device only "
+                         "(allowed: runtime, auto)")
+    if model_kind == "spiking" and experiment.inputs.kind != "poisson":
+        raise ValueError(f"inputs.kind: spiking model {net.model!r} needs kind = \"poisson\"")
+    if model_kind != "spiking" and experiment.inputs.kind == "poisson":
+        raise ValueError(f"inputs.kind: \"poisson\" needs a spiking model (network.model = "
+                         f"{net.model!r} is a {model_kind} model)")
+    if net.params:
+        known = spec.get("params", {})
+        for key, value in net.params.items():
+            if key not in known:
+                raise ValueError(f"network.params.{key}: unknown parameter of model {net.model!r} "
+                                 f"(allowed: {', '.join(known) or 'none'})")
+            if type(value) is not type(known[key]) and not (
+                    isinstance(value, (int, float)) and isinstance(known[key], (int, float))):
+                raise ValueError(f"network.params.{key}: expected a value like {known[key]!r}, got {value!r}")
+            if isinstance(known[key], str):
+                from .units import parse_quantity
+                try:
+                    _, _, dim = _spec_quantity(known[key])
+                    parse_quantity(value, dim)
+                except ValueError as error:
+                    raise ValueError(f"network.params.{key}: {error}") from None
+    post = experiment.inputs.post_rates
+    if post is not None:
+        if spec.get("neuron") != "poisson":
+            raise ValueError(f"inputs.post_rates: model {net.model!r} makes its own postsynaptic "
+                             f"spikes (post_rates needs a model with neuron = \"poisson\")")
+        if isinstance(post, list) and len(post) != net.n_post:
+            raise ValueError(f"inputs.post_rates: {len(post)} rates for network.n_post = {net.n_post}")
+    elif spec.get("neuron") == "poisson":
+        raise ValueError(f"inputs.post_rates: missing (model {net.model!r} has Poisson "
+                         f"postsynaptic neurons)")
+
+
+def _spec_quantity(text):
+    """``"20 ms"`` -> (number, unit symbol, dimension) of a model-spec value."""
+    from .units import _QUANTITY, _unit
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"cannot read {text!r} as a quantity")
+    number, symbol = match.groups()
+    dim = _unit(symbol)[1] if symbol else "1"
+    return float(number), symbol, dim
 
 
 def _is_multiple(value, step):
@@ -319,6 +412,11 @@ def load_config(path, overrides=(), seed=None):
     data = apply_overrides(read_toml(path), overrides)
     if seed is not None:
         data["seed"] = seed
+    if data.get("kind") == "dynamics":
+        # a learning rule given as a NumPy ODE/map, no Brian2 (plasticity.dynamics)
+        from .dynamics import load_dynamics_config
+
+        return load_dynamics_config(data, source=str(path))
     return validate(data, source=str(path))
 
 

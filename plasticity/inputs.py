@@ -64,8 +64,15 @@ class InputStats:
 
     @property
     def diagonal(self):
-        c = self.covariance
-        return np.array_equal(c, np.diag(np.diag(c)))
+        # cached: the check reads all n² entries (800 MB for n = 10 000)
+        cached = self.__dict__.get("_diagonal")
+        if cached is None or cached[0] is not self.covariance:
+            c = self.covariance
+            flag = not np.any(c[~np.eye(c.shape[0], dtype=bool)]) if c.shape[0] <= 2048 else (
+                np.count_nonzero(c) == np.count_nonzero(np.diagonal(c)))
+            cached = (c, bool(flag))
+            self.__dict__["_diagonal"] = cached
+        return cached[1]
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -79,10 +86,10 @@ class InputStats:
         else:
             lam = np.asarray(spectrum, float)
             if rotation == "identity":
-                Q = np.eye(n)
-            else:
-                from scipy.stats import special_ortho_group
-                Q = special_ortho_group.rvs(n, random_state=rng) if n > 1 else np.eye(1)
+                # no n×n products (n may be 10⁴); np.diag's zeros stay unmapped pages
+                return cls("gaussian", mean, np.diag(lam), transfer, mixing=None)
+            from scipy.stats import special_ortho_group
+            Q = special_ortho_group.rvs(n, random_state=rng) if n > 1 else np.eye(1)
             mixing = Q * np.sqrt(lam)
             C = (Q * lam) @ Q.T
         C = 0.5 * (C + C.T)
@@ -113,7 +120,8 @@ class InputStats:
         else:
             s = np.sqrt(s2)
             with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(s > 0, m / np.where(s > 0, s, 1.0), np.sign(m) * np.inf)
+                # s = 0: y = m surely; P(y > 0) is 1 for m > 0 and 0 for m <= 0 (not 0 * inf)
+                z = np.where(s > 0, m / np.where(s > 0, s, 1.0), np.where(m > 0, np.inf, -np.inf))
             Phi = ndtr(z)
             phi = np.where(s > 0, np.exp(-0.5 * np.where(s > 0, z, 0.0) ** 2) / np.sqrt(2 * np.pi), 0.0)
             out.append(Phi)
@@ -124,16 +132,22 @@ class InputStats:
         return out
 
     def moment(self, W, k):
-        """``E[σ(y)^k]`` for every record and postsynaptic neuron, shape ``W.shape[:-1]``."""
+        """``E[σ(y)^k]`` for every record and postsynaptic neuron, shape ``W.shape[:-1]``
+        (``k = 0`` gives 1 for both transfers, as ``σ(y)^0 = 1``)."""
         W = np.asarray(W, float)
+        if k == 0:
+            return np.ones(W.shape[:-1])
         if self.kind == "patterns":
             Y = transfer(np.einsum("...ji,ki->...kj", W, self.patterns), self.transfer)
             return np.einsum("k,...kj->...j", self.probabilities, Y ** k)
         return self._gaussian_moments(W, k)[k]
 
     def cross(self, W, k):
-        """``E[x σ(y)^k]`` for every record and postsynaptic neuron, shape ``W.shape``."""
+        """``E[x σ(y)^k]`` for every record and postsynaptic neuron, shape ``W.shape``
+        (``k = 0`` gives the input mean)."""
         W = np.asarray(W, float)
+        if k == 0:
+            return np.broadcast_to(self.mean, W.shape).copy()
         if self.kind == "patterns":
             Y = transfer(np.einsum("...ji,ki->...kj", W, self.patterns), self.transfer)
             return np.einsum("k,...kj,ki->...ji", self.probabilities, Y ** k, self.patterns)
@@ -150,7 +164,21 @@ class InputStats:
         group.attrs["kind"] = self.kind
         group.attrs["transfer"] = self.transfer
         group["mean"] = self.mean
-        group["covariance"] = self.covariance
+        n = self.covariance.shape[0]
+        if n > 512 and self.diagonal:
+            # a large diagonal covariance: chunked, only the diagonal blocks written (the
+            # other chunks read back as the fill value 0), so neither time nor file size
+            # goes as n²; readers see the same dense dataset
+            block = 512
+            data = group.create_dataset("covariance", shape=(n, n), dtype="f8", fillvalue=0.0,
+                                        chunks=(block, block), compression="gzip",
+                                        compression_opts=1)
+            variance = np.diagonal(self.covariance)
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                data[start:stop, start:stop] = np.diag(variance[start:stop])
+        else:
+            group["covariance"] = self.covariance
         if self.patterns is not None:
             group["patterns"] = self.patterns
             group["probabilities"] = self.probabilities

@@ -149,7 +149,7 @@ def build_rate_network(experiment, rule, params, rng):
     else:
         K = stats.patterns.shape[0]
         cumulative = np.cumsum(stats.probabilities)[:-1]
-        choose = " + ".join(f"int(u > {c!r})" for c in cumulative) or "0"
+        choose = " + ".join(f"int(u > {float(c)!r})" for c in cumulative) or "0"
         chooser = b2.NeuronGroup(1, "k : integer\nu : 1", name="chooser")
         chooser.run_regularly(f"u = rand()\nk = {choose}", when="start", order=0, name="chooser_draw")
         table = b2.TimedArray(stats.patterns, dt=b2.second, name="pattern_table")

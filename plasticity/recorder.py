@@ -58,7 +58,11 @@ class RunFile:
     :meth:`close` with the final status.
     """
 
-    def __init__(self, path, n_synapses, state_sizes=None, chunk=None):
+    def __init__(self, path, n_synapses, state_sizes=None, chunk=None, extra_sizes=None):
+        # extra_sizes: {dataset path: width} of other per-record data (e.g. the firing
+        # rates "rates/pre" of spiking runs), appended with ``append(..., extra=)``
+        self.extra_sizes = dict(extra_sizes or {})
+        self._spikes = {}
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.n_synapses = int(n_synapses)
@@ -75,7 +79,10 @@ class RunFile:
         self._weights = np.empty((self.chunk, self.n_synapses))
         self._state = {name: np.empty((self.chunk, size)) for name, size in self.state_sizes.items()}
         self._buffered = 0
-        compression = dict(compression="gzip", compression_opts=1, shuffle=True)
+        # lzf + shuffle: ~2x faster than gzip level 1 at about the same ratio on float64
+        # weights (benchmarks/RESULTS.md); built into h5py (other HDF5 readers need the
+        # lzf filter plugin)
+        compression = dict(compression="lzf", shuffle=True)
         f = self.file
         f.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8",
                          chunks=(max(self.chunk, 64),))
@@ -84,6 +91,10 @@ class RunFile:
                          dtype="f8", chunks=(self.chunk, max(1, self.n_synapses)), **compression)
         for name, size in self.state_sizes.items():
             f.create_dataset(f"state/{name}", shape=(0, size), maxshape=(None, size), dtype="f8",
+                             chunks=(self.chunk, max(1, size)), **compression)
+        self._extra = {name: np.empty((self.chunk, size)) for name, size in self.extra_sizes.items()}
+        for name, size in self.extra_sizes.items():
+            f.create_dataset(name, shape=(0, size), maxshape=(None, size), dtype="f8",
                              chunks=(self.chunk, max(1, size)), **compression)
         f.flush()
 
@@ -108,13 +119,15 @@ class RunFile:
         f.flush()
 
     # -- records -------------------------------------------------------------------
-    def append(self, time, weights, state=None):
+    def append(self, time, weights, state=None, extra=None):
         """Buffer one record; a full buffer is written as one chunk and flushed."""
         k = self._buffered
         self._time[k] = time
         self._weights[k] = weights
         for name in self.state_sizes:
             self._state[name][k] = state[name]
+        for name in self.extra_sizes:
+            self._extra[name][k] = extra[name]
         self._buffered += 1
         if self._buffered == self.chunk:
             self.flush()
@@ -136,11 +149,43 @@ class RunFile:
             for name in self.state_sizes:
                 f[f"state/{name}"].resize(start + k, axis=0)
                 f[f"state/{name}"][start:start + k] = self._state[name][:k]
+            for name in self.extra_sizes:
+                f[name].resize(start + k, axis=0)
+                f[name][start:start + k] = self._extra[name][:k]
             f["time"].resize(start + k, axis=0)
             f["time"][start:start + k] = self._time[:k]
             self.records += k
             self._buffered = 0
+        if self._spikes:
+            self._flush_spikes()
         self.file.flush()
+
+    # -- spike times (spiking runs) ---------------------------------------------------
+    def append_spikes(self, population, t, i):
+        """Buffer spike times ``t`` (s) and neuron indices ``i`` of ``population``;
+        written to ``/spikes/<population>/{t, i}`` with the next chunk of records."""
+        buffer = self._spikes.setdefault(population, ([], []))
+        buffer[0].append(np.asarray(t, "f8"))
+        buffer[1].append(np.asarray(i, "i4"))
+
+    def _flush_spikes(self):
+        f = self.file
+        for population, (ts, idx) in self._spikes.items():
+            if f"spikes/{population}/t" not in f:
+                for name, dtype in (("t", "f8"), ("i", "i4")):
+                    f.create_dataset(f"spikes/{population}/{name}", shape=(0,), maxshape=(None,),
+                                     dtype=dtype, chunks=(1 << 16,), compression="gzip",
+                                     compression_opts=1, shuffle=True)
+                f[f"spikes/{population}/t"].attrs["unit"] = "s"
+            if not ts:
+                continue
+            t, i = np.concatenate(ts), np.concatenate(idx)
+            n0 = f[f"spikes/{population}/t"].shape[0]
+            for name, data in (("i", i), ("t", t)):
+                f[f"spikes/{population}/{name}"].resize(n0 + data.size, axis=0)
+                f[f"spikes/{population}/{name}"][n0:] = data
+            ts.clear()
+            idx.clear()
 
     def close(self, status, message=None):
         """Flush, set the final ``status`` (and a ``message``), close."""

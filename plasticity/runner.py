@@ -19,9 +19,17 @@ from .errors import Diverged, Interrupted
 from .recorder import RunFile, new_run_path
 from .rules import get_rule
 
-#: ``auto`` uses cpp_standalone when the run has at least this many synapse-steps
-#: (steps × synapses); below it the runtime device's cached Cython code starts faster.
-STANDALONE_MIN_WORK = 5e8
+#: ``auto`` uses cpp_standalone when the run's work, steps × (synapses +
+#: STEP_OVERHEAD_SYNAPSES), is at least this; below it the runtime device's cached
+#: Cython code starts faster. Measured on a 2-core VM (benchmarks/RESULTS.md, Oja rate
+#: network): runtime ≈ 25 µs per step + 41 ns per synapse-step, cpp_standalone ≈ 13 ns
+#: per synapse-step and ~1 µs per step, so standalone saves ≈ 28 ns per synapse-step
+#: and ≈ 25 µs (≈ 900 synapse-steps) per step. Its build costs ≈ 1.5 s when only the
+#: seed or duration changed (main.cpp recompiled), 4–8 s for a new model, ~0.02 s
+#: for an identical rerun. Break-even: ≈ 5e7 work (warm) to ≈ 2e8 (cold): 1e8 between.
+STANDALONE_MIN_WORK = 1e8
+#: the runtime device's fixed cost per step, in synapse-steps of standalone savings
+STEP_OVERHEAD_SYNAPSES = 900
 
 
 def choose_device(experiment, n_synapses):
@@ -29,7 +37,7 @@ def choose_device(experiment, n_synapses):
     device = experiment.simulation.device
     if device != "auto":
         return device
-    work = experiment.simulation.steps * n_synapses
+    work = experiment.simulation.steps * (n_synapses + STEP_OVERHEAD_SYNAPSES)
     return "cpp_standalone" if work >= STANDALONE_MIN_WORK else "runtime"
 
 
@@ -82,14 +90,14 @@ def check_finite(weights, state, bound):
         return "non-finite weights"
     biggest = np.max(np.abs(weights)) if weights.size else 0.0
     if biggest > bound:
-        return f"|w| = {biggest:.3g} exceeds simulation.weight_bound = {bound:g}"
+        return f"|w| = {biggest:.4g} exceeds simulation.weight_bound = {bound:g}"
     for name, values in (state or {}).items():
         if not np.all(np.isfinite(values)):
             return f"non-finite {name}"
     return None
 
 
-def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
+def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None, _record=True):
     """Run ``experiment`` and return the path of its HDF5 run file.
 
     Parameters
@@ -107,10 +115,22 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
 
     Raises :class:`~plasticity.errors.Diverged` (file kept, status ``diverged``) and
     :class:`Interrupted` (status ``interrupted``).
+
+    ``_record=False`` (private, for the benchmark only) runs without the recorder and
+    writes no file; it returns ``None``.
     """
+    if getattr(experiment, "kind", None) == "dynamics":
+        from . import dynamics
+
+        return dynamics.run(experiment, out_dir, path=path, progress=progress)
     import brian2 as b2
 
     from .network import build_rate_network
+
+    if experiment.network.spec.get("kind", "rate") == "spiking":
+        from . import spiking    # Poisson inputs, LIF neurons, event-driven rules
+
+        return spiking.run(experiment, out_dir, path=path, progress=progress, build_dir=build_dir)
 
     rule = get_rule(experiment.rule.name)
     params = experiment.rule.params
@@ -123,13 +143,16 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
         from . import standalone
 
         return standalone.run(experiment, rule, params, rng, out_dir=out_dir, path=path,
-                              progress=progress, build_dir=build_dir)
+                              progress=progress, build_dir=build_dir, record=_record)
 
     b2.set_device("runtime")
     b2.prefs.codegen.target = "cython"
     b2.defaultclock.dt = experiment.simulation.dt * b2.second
     b2.seed(experiment.seed)
     parts = build_rate_network(experiment, rule, params, rng)
+    if not _record:
+        parts.network.run(experiment.simulation.duration * b2.second, namespace={})
+        return None
     return _run_runtime(experiment, rule, params, parts, out_dir, path, progress)
 
 
@@ -171,9 +194,10 @@ def _run_runtime(experiment, rule, params, parts, out_dir, path, progress):
                           name="recorder")
     def recorder(t):
         # runs before the step's updates: the record at time t is the state at t
-        problem = record(float(t[:] if hasattr(t, "__getitem__") else t))
+        now = float(t[:] if hasattr(t, "__getitem__") else t)
+        problem = record(now)
         if problem:
-            outcome.update(status="diverged", time=float(t), message=problem)
+            outcome.update(status="diverged", time=now, message=problem)
             parts.network.stop()
 
     def on_signal(signum):
@@ -192,7 +216,10 @@ def _run_runtime(experiment, rule, params, parts, out_dir, path, progress):
                 outcome.update(status="diverged", time=float(parts.network.t / b2.second), message=problem)
     except BaseException as error:
         bar.close()
-        runfile.close("failed", f"{type(error).__name__}: {error}")
+        if isinstance(error, KeyboardInterrupt):  # a SIGINT before the handler was set
+            runfile.close("interrupted", "stopped by SIGINT")
+        else:
+            runfile.close("failed", f"{type(error).__name__}: {error}")
         raise
     bar.close()
     status = outcome["status"] or "complete"

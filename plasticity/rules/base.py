@@ -57,6 +57,8 @@ class Rule:
     """
 
     name: ClassVar[str]
+    #: ``"rate"`` (per-step Euler update) or ``"spiking"`` (:class:`SpikingRule`)
+    kind: ClassVar[str] = "rate"
     summary: ClassVar[str]
     reference: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Parameter]] = {
@@ -103,6 +105,103 @@ class Rule:
         if self.reference:
             lines.append(f"    reference: {self.reference}")
         for key, p in self.parameters.items():
+            unit = "" if p.unit == "1" else f" {p.unit}"
+            lines.append(f"    {key} = {p.default:g}{unit}  ({p.doc})")
+        if self.state:
+            lines.append(f"    plastic state: {', '.join(self.state)}")
+        lines.append(f"    losses: {', '.join(self.losses) or '(none known)'}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------
+# Spiking (event-driven) rules
+
+@dataclass(frozen=True)
+class Choice:
+    """A rule parameter taking one of a few string values (e.g. ``bounds``)."""
+
+    default: str
+    choices: tuple[str, ...]
+    doc: str = ""
+    dimension: ClassVar[str] = "choice"
+    unit: ClassVar[str] = ""
+
+    def parse(self, value):
+        if not isinstance(value, str) or value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
+        return value
+
+
+@dataclass
+class SpikeRates:
+    """The "input statistics" of a spiking run: firing rates (Hz) of the presynaptic
+    and postsynaptic neurons over each record interval, as logged in ``/rates/pre``
+    (B, n_pre) and ``/rates/post`` (B, n_post). The rate-limit drift of a spiking rule
+    (MATH.md §8) is a function of these and the weights only."""
+
+    pre: np.ndarray
+    post: np.ndarray
+
+    @classmethod
+    def from_hdf5(cls, file):
+        """Rates of a run file (``h5py.File``); row ``k`` is the interval ending at
+        ``/time[k]`` (row 0 is NaN: no interval precedes the first record)."""
+        return cls(file["rates/pre"][()], file["rates/post"][()])
+
+
+class SpikingRule(Rule):
+    """Base class of event-driven (spike-timing) rules.
+
+    Instead of a per-step ``synapse_update`` a spiking rule gives Brian2 code run at
+    each presynaptic spike (``on_pre``) and each postsynaptic spike (``on_post``), with
+    the synaptic trace equations in ``synapse_equations`` (event-driven ODEs, e.g.
+    ``dapre/dt = -apre/tau_plus : 1 (event-driven)``). Both act on the weight ``w``
+    (dimensionless; for the conductance-based LIF models, in units of the leak
+    conductance, as in Song et al. 2000). Postsynaptic plastic state (e.g. the
+    sliding threshold's rate average) lives in ``post_equations`` (neuron ODEs) and
+    ``post_spike`` (code run at each postsynaptic spike, on the neuron group).
+
+    :meth:`drift` is the **rate-limit expected drift** for independent Poisson pre- and
+    postsynaptic spike trains (no spike-timing correlations between them):
+    ``W`` (B, n_post, n_pre), ``stats`` a :class:`SpikeRates` with ``pre`` (B, n_pre)
+    and ``post`` (B, n_post) in Hz. In a simulated spiking network the postsynaptic
+    neuron's own spikes are correlated with its inputs, so the measured drift adds
+    correlation terms this formula leaves out (MATH.md §8: "plus correlation terms").
+    """
+
+    kind: ClassVar[str] = "spiking"
+    synapse_update: ClassVar[str] = ""
+    #: extra Synapses equations (traces), Brian2 syntax with units
+    synapse_equations: ClassVar[str] = ""
+    #: code run on the synapse at each presynaptic / postsynaptic spike
+    on_pre: ClassVar[str] = ""
+    on_post: ClassVar[str] = ""
+    #: extra equations of the postsynaptic NeuronGroup (plastic state) and reset code
+    post_equations: ClassVar[str] = ""
+    post_spike: ClassVar[str] = ""
+
+    def code(self, params):
+        """``(synapse_equations, on_pre, on_post)`` for the given parameters (rules
+        whose code depends on a :class:`Choice` override this)."""
+        return self.synapse_equations, self.on_pre, self.on_post
+
+    def post_code(self, params):
+        """``(equations, spike code, initial values)`` added to the postsynaptic group."""
+        return self.post_equations, self.post_spike, {}
+
+    def numeric(self, params):
+        """Parameters that enter Brian2 code (the :class:`Choice` ones left out)."""
+        return {k: v for k, v in params.items()
+                if not isinstance(self.parameters[k], Choice)}
+
+    def describe(self):
+        lines = [f"{self.name}: {self.summary}  [spiking]"]
+        if self.reference:
+            lines.append(f"    reference: {self.reference}")
+        for key, p in self.parameters.items():
+            if isinstance(p, Choice):
+                lines.append(f"    {key} = {p.default!r}  (one of {', '.join(p.choices)}; {p.doc})")
+                continue
             unit = "" if p.unit == "1" else f" {p.unit}"
             lines.append(f"    {key} = {p.default:g}{unit}  ({p.doc})")
         if self.state:

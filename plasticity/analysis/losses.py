@@ -1,0 +1,298 @@
+"""Losses: value and gradient, batched over records (MATH.md §8).
+
+A :class:`Loss` maps the flattened plastic vectors of ``T`` records, an array ``(T, n)``,
+to ``(values (T,), gradients (T, n))``. The built-in losses of the rules are written on
+the dense weights ``W`` (B, n_post, n_pre) with the input moments of
+:class:`plasticity.inputs.InputStats` (``moment(W, k) = E[σ(y)^k]``,
+``cross(W, k) = E[x σ(y)^k]``) and summed over postsynaptic neurons:
+
+=================  ==========================================  ==============================
+name               L(W)                                        ∇L
+=================  ==========================================  ==============================
+variance           −½ E[σ(y)²]  (Hebbian)                      −E[x σ(y)]  (σσ' = σ for relu)
+variance           −½ Var σ(y)  (covariance rule)              −(E[xσ] − E[σ] E[x σ'])
+rayleigh           −½ wᵀRw / wᵀw,  R = E[xxᵀ] = C + μμᵀ        −(Rw − ρw)/‖w‖², ρ = wᵀRw/wᵀw
+norm               (‖w‖² − 1)²                                 4(‖w‖² − 1) w
+intrator_cooper    −(⅓E[σ³] − ¼E[σ²]²)                         −(E[xσ²] − E[σ²] E[xσ])
+quadratic          ½ (w − w*)ᵀ H (w − w*)                      H (w − w*)
+=================  ==========================================  ==============================
+
+With these signs each rule's drift is ``−η ∇L`` or descends ``L`` (MATH.md §8):
+Hebbian/covariance and fast-threshold BCM exactly (Euclidean gradient), Oja's rule
+as natural gradient on ``rayleigh`` and ``norm``. The gradient with respect to the
+plastic state variables (e.g. BCM's θ) is zero: these losses depend on the weights.
+
+Users pass their own loss as ``path/to/module.py:name`` (:func:`load_user_loss`):
+``name`` is a function ``(T, n) -> (values (T,), gradients (T, n))`` or a
+:class:`Loss`.
+
+Reference: Shoji, Suzuki & Kozachkov, arXiv:2409.16422; Intrator & Cooper (1992).
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+from scipy.special import ndtr
+
+from ..errors import BadInput
+from .fast_stats import product_with_covariance
+
+__all__ = ["Loss", "quadratic_loss", "rule_losses", "make_loss", "load_user_loss", "resolve_loss",
+           "LOSSES", "mean_value_gradient"]
+
+
+class Loss:
+    """A loss ``L(w)`` evaluated on many records at once.
+
+    Parameters
+    ----------
+    name : str
+    function : callable
+        ``function(w)`` with ``w`` of shape (T, n) returns ``(values (T,), grads (T, n))``.
+    description : str, optional
+    """
+
+    def __init__(self, name, function, description=""):
+        self.name = str(name)
+        self.function = function
+        self.description = description
+
+    def value_and_grad(self, w):
+        """``(values, gradients)`` of shapes (T,) and (T, n) for ``w`` of shape (T, n)
+        (a single vector (n,) gives a scalar and an (n,) gradient)."""
+        w = np.asarray(w, float)
+        single = w.ndim == 1
+        if single:
+            w = w[None, :]
+        values, grads = self.function(w)
+        values = np.asarray(values, float)
+        grads = np.asarray(grads, float)
+        if values.shape != (w.shape[0],) or grads.shape != w.shape:
+            raise BadInput(f"loss {self.name!r} returned shapes {values.shape} and {grads.shape} "
+                           f"for weights of shape {w.shape}; expected ({w.shape[0]},) and {w.shape}")
+        if single:
+            return float(values[0]), grads[0]
+        return values, grads
+
+    def value(self, w):
+        return self.value_and_grad(w)[0]
+
+    def grad(self, w):
+        return self.value_and_grad(w)[1]
+
+    def __repr__(self):
+        return f"Loss({self.name!r})"
+
+
+# -- the mean-value gradient (MATH.md §4) -----------------------------------------
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(4)
+
+
+def mean_value_gradient(loss, w0, w1):
+    """``ḡ = ∫₀¹ ∇L(w0 + s(w1 − w0)) ds`` for each row (4-point Gauss–Legendre: exact
+    when ∇L is a polynomial of degree ≤ 7 along the segment), so that
+    ``ḡ·(w1 − w0) = L(w1) − L(w0)`` (MATH.md §4).
+
+    Returns ``(ḡ (T, n), L(w0) (T,), L(w1) (T,))``.
+    """
+    w0 = np.asarray(w0, float)
+    d = np.asarray(w1, float) - w0
+    gbar = np.zeros_like(w0)
+    for node, weight in zip(_GL_NODES, _GL_WEIGHTS):
+        s = 0.5 * (node + 1.0)
+        gbar += 0.5 * weight * loss.value_and_grad(w0 + s * d)[1]
+    v0 = loss.value_and_grad(w0)[0]
+    v1 = loss.value_and_grad(w0 + d)[0]
+    return gbar, v0, v1
+
+
+# -- built-in losses on dense weights ----------------------------------------------
+def _cross_indicator(stats, W):
+    """``E[x σ'(y)]``: the mean for linear σ; ``E[x 1{y > 0}]`` for relu."""
+    if stats.transfer == "linear":
+        return np.broadcast_to(stats.mean, W.shape)
+    if stats.kind == "patterns":
+        Y = np.einsum("...ji,ki->...kj", W, stats.patterns) > 0
+        return np.einsum("k,...kj,ki->...ji", stats.probabilities, Y.astype(float), stats.patterns)
+    # Gaussian, Stein's lemma: E[x 1{y>0}] = μ P(y>0) + C w p_y(0)
+    m = W @ stats.mean
+    WC = product_with_covariance(stats, W)
+    s = np.sqrt(np.clip(np.sum(WC * W, -1), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(s > 0, m / np.where(s > 0, s, 1.0), np.where(m > 0, np.inf, -np.inf))
+        density = np.where(s > 0, np.exp(-0.5 * np.where(s > 0, z, 0) ** 2)
+                           / (np.sqrt(2 * np.pi) * np.where(s > 0, s, 1.0)), 0.0)
+    return ndtr(z)[..., None] * stats.mean + density[..., None] * WC
+
+
+def _variance_hebbian(stats):
+    def dense(W):
+        return -0.5 * stats.moment(W, 2).sum(-1), -stats.cross(W, 1)
+    return dense, "−½ E[σ(y)²], summed over postsynaptic neurons"
+
+
+def _variance_centred(stats):
+    def dense(W):
+        m1 = stats.moment(W, 1)
+        value = -0.5 * (stats.moment(W, 2) - m1 ** 2).sum(-1)
+        grad = -(stats.cross(W, 1) - m1[..., None] * _cross_indicator(stats, W))
+        return value, grad
+    return dense, "−½ Var σ(y), summed over postsynaptic neurons"
+
+
+def _rayleigh(stats):
+    mean = np.asarray(stats.mean, float)
+    centred = not np.any(mean)
+
+    def dense(W):
+        # R W = C W + μ (μ·w): one shared BLAS product (see fast_stats)
+        RW = product_with_covariance(stats, W)
+        if not centred:
+            RW = RW + (W @ mean)[..., None] * mean
+        wRw = np.sum(RW * W, -1)
+        ww = np.sum(W * W, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = wRw / ww
+            grad = -(RW - rho[..., None] * W) / ww[..., None]
+        return -0.5 * rho.sum(-1), grad
+    return dense, "−½ wᵀRw / wᵀw per postsynaptic neuron (R = E[xxᵀ]), summed"
+
+
+def _norm(stats):
+    def dense(W):
+        excess = np.sum(W * W, -1) - 1.0
+        return (excess ** 2).sum(-1), 4.0 * excess[..., None] * W
+    return dense, "(‖w‖² − 1)² per postsynaptic neuron, summed"
+
+
+def _intrator_cooper(stats):
+    def dense(W):
+        m2 = stats.moment(W, 2)
+        value = -(stats.moment(W, 3) / 3.0 - 0.25 * m2 ** 2).sum(-1)
+        grad = -(stats.cross(W, 2) - m2[..., None] * stats.cross(W, 1))
+        return value, grad
+    return dense, "−(⅓E[σ(y)³] − ¼E[σ(y)²]²), summed over postsynaptic neurons"
+
+
+#: built-in losses on dense weights: name -> builder(stats) -> (dense function, description)
+LOSSES = {
+    "variance": _variance_hebbian,
+    "rayleigh": _rayleigh,
+    "norm": _norm,
+    "intrator_cooper": _intrator_cooper,
+}
+#: rule-specific variants: (rule, name) -> builder
+RULE_VARIANTS = {("covariance", "variance"): _variance_centred}
+#: losses that need no input statistics
+_NO_STATS = {"norm"}
+
+
+def make_loss(name, stats, layout, rule_name=None):
+    """The built-in loss ``name`` on the flattened records of ``layout``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`LOSSES`.
+    stats : InputStats or None
+        Input statistics (needed by all but ``norm``).
+    layout : Layout
+    rule_name : str, optional
+        Picks a rule-specific variant (``covariance`` → centred variance).
+
+    Raises
+    ------
+    BadInput
+        Unknown name, or statistics needed but missing.
+    """
+    builder = RULE_VARIANTS.get((rule_name, name)) or LOSSES.get(name)
+    if builder is None:
+        raise BadInput(f"unknown loss {name!r} (built-in: {', '.join(sorted(LOSSES))}; "
+                       "or path/to/module.py:name)")
+    if stats is None and name not in _NO_STATS:
+        raise BadInput(f"loss {name!r} needs the input statistics (/inputs), which the run lacks")
+    dense, description = builder(stats)
+
+    def function(w):
+        W, _ = layout.dense(w)
+        values, dW = dense(W)
+        return values, layout.flat(dW)
+    return Loss(name, function, description)
+
+
+def rule_losses(rule_name, stats, layout):
+    """The candidate losses of a rule (its module's ``losses`` tuple) as :class:`Loss`
+    objects. The rule's parameters do not enter these losses (η only scales the drift)."""
+    from ..rules import get_rule
+    rule = get_rule(rule_name)
+    for name in rule.losses:
+        if (rule_name, name) not in RULE_VARIANTS and name not in LOSSES:
+            raise BadInput(f"loss {name!r} of rule {rule_name!r} is not implemented in the analysis "
+                           f"layer (built-in: {', '.join(sorted(LOSSES))}); pass --loss path/to/module.py:name")
+    return [make_loss(name, stats, layout, rule_name) for name in rule.losses]
+
+
+def quadratic_loss(H, w_star, name="quadratic"):
+    """``L(w) = ½ (w − w*)ᵀ H (w − w*)``, ``∇L = H (w − w*)`` (MATH.md §6)."""
+    H = np.asarray(H, float)
+    w_star = np.asarray(w_star, float)
+
+    def function(w):
+        d = w - w_star
+        Hd = d @ H.T
+        return 0.5 * np.sum(d * Hd, -1), Hd
+    return Loss(name, function, "½ (w − w*)ᵀ H (w − w*)")
+
+
+# -- users' losses -----------------------------------------------------------------
+def load_user_loss(spec):
+    """A :class:`Loss` from ``"path/to/module.py:name"``.
+
+    ``name`` in the module is either a :class:`Loss` or a function taking ``(T, n)``
+    weights and returning ``(values (T,), gradients (T, n))``.
+
+    Raises
+    ------
+    BadInput
+        One line naming the file or the name: missing file, import error, missing or
+        non-callable attribute.
+    """
+    path_text, sep, attr = str(spec).rpartition(":")
+    if not sep or not path_text or not attr:
+        raise BadInput(f"--loss {spec!r}: expected a built-in name or path/to/module.py:name")
+    path = Path(path_text)
+    if not path.is_file():
+        raise BadInput(f"--loss {spec!r}: no such file {path_text}")
+    try:
+        module_spec = importlib.util.spec_from_file_location(f"plasticity_user_loss_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # a user's module may raise anything
+        message = str(error).splitlines()[0] if str(error) else ""
+        raise BadInput(f"--loss {spec!r}: importing {path_text} failed: "
+                       f"{type(error).__name__}: {message}") from None
+    if not hasattr(module, attr):
+        raise BadInput(f"--loss {spec!r}: {path_text} defines no {attr!r}")
+    obj = getattr(module, attr)
+    if isinstance(obj, Loss):
+        return obj
+    if not callable(obj):
+        raise BadInput(f"--loss {spec!r}: {attr!r} is not callable")
+
+    def function(w):
+        try:
+            return obj(w)
+        except Exception as error:
+            message = str(error).splitlines()[0] if str(error) else ""
+            raise BadInput(f"--loss {spec!r}: {attr} raised {type(error).__name__}: {message}") from None
+    return Loss(attr, function, f"user loss {spec}")
+
+
+def resolve_loss(spec, stats, layout, rule_name=None):
+    """A loss from a name, a ``module.py:name`` spec, or a :class:`Loss` (returned as is)."""
+    if isinstance(spec, Loss):
+        return spec
+    if ":" in str(spec) or str(spec).endswith(".py"):
+        return load_user_loss(spec)
+    return make_loss(spec, stats, layout, rule_name)

@@ -1,0 +1,396 @@
+"""Reading run files (DESIGN.md, "HDF5 run file") and writing the ``/analysis`` group.
+
+Accepted inputs:
+
+- a plasticity run: HDF5 with ``format = "plasticity-run"``, ``/config`` (TOML),
+  ``/time``, ``/weights``, ``/synapses/pre|post``, ``/state/<name>``, ``/inputs``;
+- the minimal format: HDF5 with ``/time`` (T,) and ``/weights`` (T, n), optionally
+  ``/drift`` (T, n); or an ``.npz`` with the same names.
+
+A run that was killed may have ``/time`` shorter than ``/weights`` (the recorder
+writes the data first and the time last): the shortest length is used. Records are
+read in chunks along time (:meth:`Run.chunks`), so memory does not grow with T.
+Every problem is a :class:`plasticity.errors.BadInput` with a one-line message that
+names the file.
+
+No Brian2 here (``plasticity.analysis`` never imports it).
+"""
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput
+from .layout import Layout
+
+__all__ = ["Run", "open_run", "write_analysis", "CHUNK_BYTES"]
+
+#: target size of one chunk of records read at once, bytes
+CHUNK_BYTES = 2 << 20
+
+
+class Run:
+    """An opened trajectory (use :func:`open_run`).
+
+    Attributes
+    ----------
+    path : Path
+    kind : str
+        ``"run"`` (a plasticity run file), ``"hdf5"`` (minimal HDF5) or ``"npz"``.
+    status, rule_name, model : str or None
+    config : dict
+        The resolved config (empty for minimal files).
+    params : dict or None
+        The rule's parameters in SI.
+    rule : plasticity.rules.Rule or None
+    stats : SharedProductStats or None
+        The logged input statistics (an ``InputStats`` wrapped so that the drift and
+        the losses of a chunk share ``W C``; ``stats.base`` is the ``InputStats``);
+        ``stats_error`` says why they are missing.
+    time : ndarray (T,)
+    n_records, n_synapses : int
+    pre, post : ndarray (S,)
+    n_pre, n_post : int
+    state_names : tuple of str
+    has_drift : bool
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._file = None
+        self._npz = None
+        self.status = None
+        self.rule_name = None
+        self.model = None
+        self.config = {}
+        self.params = None
+        self.rule = None
+        self.stats = None
+        self.stats_error = "no /inputs group"
+        self.rule_error = "the file names no rule"
+        self._rates = None
+        self.state_names = ()
+        self.has_drift = False
+        if not self.path.exists():
+            raise BadInput(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise BadInput(f"{self.path}: is a directory, not a run file")
+        if self.path.suffix == ".npz":
+            self._open_npz()
+        else:
+            self._open_hdf5()
+        if self.n_records < 1:
+            raise BadInput(f"{self.path}: holds no records")
+
+    # -- opening -------------------------------------------------------------------
+    def _open_npz(self):
+        try:
+            self._npz = np.load(self.path, allow_pickle=False)
+            names = set(self._npz.files)
+        except Exception as error:
+            raise BadInput(f"{self.path}: cannot read as .npz ({type(error).__name__})") from None
+        for name in ("time", "weights"):
+            if name not in names:
+                raise BadInput(f"{self.path}: lacks the array {name!r} (needs time and weights)")
+        self.kind = "npz"
+        self._weights = np.asarray(self._npz["weights"], float)
+        self._drift = np.asarray(self._npz["drift"], float) if "drift" in names else None
+        time = np.asarray(self._npz["time"], float)
+        self._setup_minimal(time, self._weights.shape, None if self._drift is None else self._drift.shape)
+
+    def _open_hdf5(self):
+        import h5py
+
+        try:
+            self._file = h5py.File(self.path, "r")
+        except Exception as error:
+            kind = "not an HDF5 file" if "signature" in str(error) else "cannot be opened (corrupt or truncated?)"
+            raise BadInput(f"{self.path}: {kind}") from None
+        f = self._file
+        try:
+            fmt = f.attrs.get("format")
+            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+            if "weights" not in f or "time" not in f:
+                what = f"format {fmt!r}" if fmt and fmt != "plasticity-run" else "a file"
+                raise BadInput(f"{self.path}: {what} without /time and /weights: not a plasticity run")
+            if not isinstance(f["weights"], h5py.Dataset) or f["weights"].ndim != 2:
+                raise BadInput(f"{self.path}: /weights is not a (records, weights) array")
+            if not isinstance(f["time"], h5py.Dataset) or f["time"].ndim != 1:
+                raise BadInput(f"{self.path}: /time is not a 1-D array")
+            time = f["time"][()].astype(float)
+        except BadInput:
+            self.close()
+            raise
+        except Exception as error:
+            self.close()
+            raise BadInput(f"{self.path}: corrupt ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+        self._weights = f["weights"]
+        self._drift = f["drift"] if "drift" in f else None
+        if fmt == "plasticity-run":
+            self.kind = "run"
+            try:
+                self._setup_run(f, time)
+            except BadInput:
+                self.close()
+                raise
+            except Exception as error:
+                self.close()
+                raise BadInput(f"{self.path}: corrupt run file ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        else:
+            self.kind = "hdf5"
+            self._setup_minimal(time, self._weights.shape, None if self._drift is None else self._drift.shape)
+
+    def _setup_minimal(self, time, wshape, dshape):
+        if time.ndim != 1 or len(wshape) != 2:
+            raise BadInput(f"{self.path}: time must be (T,) and weights (T, n), got {time.shape} and {wshape}")
+        if dshape is not None and tuple(dshape[1:]) != tuple(wshape[1:]):
+            raise BadInput(f"{self.path}: drift has shape {tuple(dshape)}, weights {tuple(wshape)}")
+        T = min(time.shape[0], wshape[0], *(() if dshape is None else (dshape[0],)))
+        self.time = time[:T]
+        self.n_records = T
+        self.n_synapses = int(wshape[1])
+        self.pre = np.arange(self.n_synapses)
+        self.post = np.zeros(self.n_synapses, dtype=int)
+        self.n_pre, self.n_post = self.n_synapses, 1
+        self.has_drift = dshape is not None
+        self._state = {}
+        self._check_time()
+
+    def _setup_run(self, f, time):
+        def text(value):
+            return value.decode() if isinstance(value, bytes) else str(value)
+
+        self.status = text(f.attrs.get("status", "unknown"))
+        self.rule_name = text(f.attrs["rule"]) if "rule" in f.attrs else None
+        self.model = text(f.attrs["model"]) if "model" in f.attrs else None
+        if "config" in f:
+            raw = f["config"][()]
+            try:
+                self.config = tomllib.loads(text(raw))
+            except tomllib.TOMLDecodeError as error:
+                raise BadInput(f"{self.path}: /config is not valid TOML ({error})") from None
+        rule_section = dict(self.config.get("rule", {}))
+        self.rule_name = self.rule_name or rule_section.get("name")
+        self.rule_error = None if self.rule_name else "the file names no rule"
+        if self.rule_name:
+            from ..rules import RULES
+            self.rule = RULES.get(self.rule_name)
+            if self.rule is None:
+                # e.g. a NumPy dynamics system: analysable with its /drift and given losses
+                self.rule_error = f"rule {self.rule_name!r} is not a built-in rule"
+        if self.rule is not None:
+            values = {k: v for k, v in rule_section.items() if k != "name"}
+            try:
+                self.params = self.rule.resolve(values)
+            except (KeyError, ValueError) as error:
+                raise BadInput(f"{self.path}: bad rule parameter in /config: {error}") from None
+        if "synapses" not in f or "pre" not in f["synapses"] or "post" not in f["synapses"]:
+            raise BadInput(f"{self.path}: lacks /synapses/pre and /synapses/post")
+        self.pre = f["synapses/pre"][()].astype(np.intp)
+        self.post = f["synapses/post"][()].astype(np.intp)
+        S = self._weights.shape[1]
+        if self.pre.shape != (S,) or self.post.shape != (S,):
+            raise BadInput(f"{self.path}: /synapses/pre and /post do not match the {S} weights")
+        network = self.config.get("network", {})
+        self.n_pre = int(network.get("n_pre", (self.pre.max() + 1) if S else 0))
+        self.n_post = int(network.get("n_post", (self.post.max() + 1) if S else 0))
+        if S and (self.pre.max() >= self.n_pre or self.post.max() >= self.n_post or self.pre.min() < 0
+                  or self.post.min() < 0):
+            raise BadInput(f"{self.path}: synapse indices exceed n_pre={self.n_pre}, n_post={self.n_post}")
+        self.n_synapses = S
+        self._state = {}
+        if "state" in f:
+            for name in f["state"]:
+                d = f["state"][name]
+                if d.ndim != 2 or d.shape[1] != self.n_post:
+                    raise BadInput(f"{self.path}: /state/{name} is not (records, n_post={self.n_post})")
+                self._state[name] = d
+        wanted = tuple(self.rule.state) if self.rule is not None else ()
+        self.state_names = tuple(n for n in wanted if n in self._state)
+        lengths = [time.shape[0], self._weights.shape[0]]
+        lengths += [self._state[n].shape[0] for n in self.state_names]
+        if self._drift is not None:
+            if self._drift.shape[1:] != self._weights.shape[1:]:
+                raise BadInput(f"{self.path}: /drift does not match /weights in shape")
+            lengths.append(self._drift.shape[0])
+            self.has_drift = True
+        T = min(lengths)
+        self.time = time[:T]
+        self.n_records = T
+        self._rates = None
+        if self.rule is not None and getattr(self.rule, "kind", "rate") == "spiking":
+            if "rates" in f and "pre" in f["rates"] and "post" in f["rates"]:
+                self._rates = (f["rates/pre"], f["rates/post"])
+                self.stats_error = None
+                T = min(T, self._rates[0].shape[0], self._rates[1].shape[0])
+                self.time = time[:T]
+                self.n_records = T
+            else:
+                self.stats_error = "no /rates/pre and /rates/post"
+        if "inputs" in f and self._rates is None:
+            from ..inputs import InputStats
+            try:
+                self.stats = InputStats.from_hdf5(f["inputs"])
+                self.stats_error = None
+            except Exception as error:
+                self.stats = None
+                self.stats_error = f"/inputs unreadable ({type(error).__name__}: {error})"
+            if self.stats is not None and self.stats.n != self.n_pre:
+                self.stats_error = f"/inputs describe {self.stats.n} inputs, not n_pre={self.n_pre}"
+                self.stats = None
+            if self.stats is not None:
+                # same moments, with W C shared between the drift and the losses
+                from .fast_stats import SharedProductStats
+                self.stats = SharedProductStats(self.stats)
+        self._check_time()
+
+    def _check_time(self):
+        if not np.all(np.isfinite(self.time)):
+            raise BadInput(f"{self.path}: /time has non-finite values")
+        if self.n_records > 1 and np.any(np.diff(self.time) <= 0):
+            raise BadInput(f"{self.path}: /time is not strictly increasing")
+
+    # -- reading -------------------------------------------------------------------
+    def layout(self, with_state=True):
+        """The :class:`Layout` of the records (weights, then the logged state if
+        ``with_state``)."""
+        return Layout(self.pre, self.post, self.n_pre, self.n_post,
+                      self.state_names if with_state else ())
+
+    def chunk_size(self, width=None, target_bytes=CHUNK_BYTES):
+        """Records per chunk: about ``target_bytes`` of weights, a multiple of the
+        HDF5 chunk rows of ``/weights``."""
+        width = width or max(1, self.n_synapses)
+        rows = max(1, target_bytes // (8 * width))
+        chunks = getattr(self._weights, "chunks", None)
+        if chunks:
+            rows = max(chunks[0], rows - rows % chunks[0])
+        return int(rows)
+
+    def chunks(self, size=None, overlap=0):
+        """``(start, stop)`` of consecutive chunks covering records ``0 … T−1−overlap``;
+        read ``[start, stop + overlap)`` to get the ``overlap`` following records."""
+        size = size or self.chunk_size()
+        last = self.n_records - overlap
+        for start in range(0, max(last, 0), size):
+            yield start, min(start + size, last)
+
+    def read(self, start=0, stop=None, with_state=True):
+        """Flattened records ``[start, stop)``: weights, then the logged state."""
+        stop = self.n_records if stop is None else min(stop, self.n_records)
+        try:
+            w = np.asarray(self._weights[start:stop], float)
+            if with_state and self.state_names:
+                w = np.concatenate([w] + [np.asarray(self._state[n][start:stop], float)
+                                          for n in self.state_names], axis=1)
+        except Exception as error:
+            raise BadInput(f"{self.path}: records {start}..{stop} unreadable "
+                           f"({type(error).__name__})") from None
+        if not np.all(np.isfinite(w)):
+            raise BadInput(f"{self.path}: non-finite weights in records {start}..{stop} "
+                           "(a diverged run? analyze the records before it)")
+        return w
+
+    def weights(self, start=0, stop=None):
+        """Weights of records ``[start, stop)``, shape (B, S)."""
+        return self.read(start, stop, with_state=False)
+
+    def state(self, name, start=0, stop=None):
+        stop = self.n_records if stop is None else min(stop, self.n_records)
+        return np.asarray(self._state[name][start:stop], float)
+
+    @property
+    def has_stats(self):
+        """Whether the expected drift can be computed (input statistics or, for a
+        spiking rule, the logged rates)."""
+        return self.stats is not None or self._rates is not None
+
+    def stats_for(self, start, stop):
+        """Input statistics for records ``[start, stop)``: the logged ``InputStats``
+        (the same for every record) or, for spiking rules, the ``SpikeRates`` of those
+        records (row 0 of a run is NaN: no interval precedes the first record)."""
+        if self._rates is not None:
+            from ..rules import SpikeRates
+            return SpikeRates(np.asarray(self._rates[0][start:stop], float),
+                              np.asarray(self._rates[1][start:stop], float))
+        return self.stats
+
+    def read_drift(self, start=0, stop=None):
+        stop = self.n_records if stop is None else min(stop, self.n_records)
+        return np.asarray(self._drift[start:stop], float)
+
+    def close(self):
+        if self._file is not None:
+            try:
+                self._file.close()
+            finally:
+                self._file = None
+        if self._npz is not None:
+            self._npz.close()
+            self._npz = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return (f"Run({str(self.path)!r}, kind={self.kind!r}, rule={self.rule_name!r}, "
+                f"status={self.status!r}, records={self.n_records}, weights={self.n_synapses})")
+
+
+def open_run(path):
+    """Open a run file or a minimal trajectory file; :class:`BadInput` on any problem."""
+    return Run(path)
+
+
+def _group_name(loss_name):
+    return str(loss_name).replace("/", "_") or "loss"
+
+
+def write_analysis(path, certificates, doc=None):
+    """Store certificates in ``/analysis/<loss>/`` of an HDF5 file, leaving the rest of
+    the file as it is. Returns False for ``.npz`` inputs (nothing written).
+
+    Each group holds the per-record arrays ``time``, ``psi`` (radians), ``psi_deg``,
+    ``kappa_min``, ``alpha``, ``descent``, ``moving``, ``loss``; the fitted
+    ``constant_metric`` (n × n) when there is one; and attributes with the summary:
+    ``summary`` (the JSON entry), ``verdict``, ``descent_fraction``, ``drift``.
+    """
+    import h5py
+
+    path = Path(path)
+    if path.suffix == ".npz":
+        return False
+    try:
+        with h5py.File(path, "r+") as f:
+            root = f.require_group("analysis")
+            for cert in certificates:
+                name = _group_name(cert.loss_name)
+                if name in root:
+                    del root[name]
+                g = root.create_group(name)
+                for key in ("time", "psi", "kappa_min", "alpha", "loss"):
+                    g.create_dataset(key, data=np.asarray(getattr(cert, key), float))
+                g.create_dataset("psi_deg", data=cert.psi_deg)
+                g.create_dataset("descent", data=cert.descent.astype(np.int8))
+                g.create_dataset("moving", data=cert.moving.astype(np.int8))
+                if cert.constant_metric is not None:
+                    g.create_dataset("constant_metric", data=cert.constant_metric)
+                summary = cert.summary()
+                g.attrs["summary"] = json.dumps(summary)
+                g.attrs["verdict"] = summary["verdict"]
+                g.attrs["drift"] = summary["drift"]
+                g.attrs["records"] = summary["records"]
+                dfrac = summary["descent_fraction"]
+                g.attrs["descent_fraction"] = np.nan if dfrac is None else dfrac
+            if doc is not None:
+                root.attrs["document"] = json.dumps(doc)
+            f.flush()
+    except OSError as error:
+        raise BadInput(f"{path}: cannot write /analysis ({str(error).splitlines()[0]})") from None
+    return True

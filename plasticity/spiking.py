@@ -1,0 +1,318 @@
+"""Spiking experiments: Poisson inputs, LIF neurons, event-driven plasticity (Brian2).
+
+:func:`run` is what :func:`plasticity.runner.run` calls for a model spec with
+``kind = "spiking"``. Three model specs are built here (``models/*.toml``):
+
+- ``lif_poisson``: ``n_pre`` Poisson inputs (PoissonGroup at ``inputs.rates``) onto
+  ``n_post`` conductance-based LIF neurons (Song et al. 2000); each input spike adds the
+  plastic weight ``w`` to ``g_ex``. Synapses from ``[network.topology]`` (all-to-all by
+  default).
+- ``ei_network``: a recurrent E/I network of the same neurons, connectivity from a
+  networkx graph on its ``N = n_pre = n_post`` neurons; the E→E synapses are plastic
+  (and logged), the others fixed; external Poisson drive by ``PoissonInput``.
+- ``poisson_pair``: independent Poisson pre and post spike trains (the post "neurons"
+  fire at ``inputs.post_rates`` whatever the weights): the rule in isolation.
+
+The rule's Brian2 code (:class:`plasticity.rules.SpikingRule`) is the synapses'
+``on_pre``/``on_post``; the synaptic transmission (``g_ex_post += w``) runs first.
+
+Recording (streamed with the same :class:`~plasticity.recorder.RunFile` as rate runs):
+``/weights`` every ``record.every``; ``/rates/pre`` (T, n_pre) and ``/rates/post``
+(T, n_post): each neuron's spike count over the record interval *ending* at
+``/time[k]`` divided by its length (row 0 is NaN); with ``record.spikes = true`` also
+``/spikes/<population>/{t, i}`` (populations ``inputs`` and ``neurons``). Spike
+counts come from SpikeMonitors whose stored spikes are handed to the file and cleared
+at each record, so memory does not grow with the duration.
+"""
+
+import signal
+import time as _time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import _spec_quantity
+from .errors import ConfigError, Diverged, Interrupted
+from .network import Topology, initial_weights, make_topology
+from .recorder import RunFile, new_run_path
+from .rules import get_rule
+from .units import parse_quantity
+
+
+def _units():
+    import brian2 as b2
+
+    return {"1": 1, "time": b2.second, "rate": b2.Hz, "voltage": b2.volt, "current": b2.amp,
+            "conductance": b2.siemens, "capacitance": b2.farad, "resistance": b2.ohm}
+
+
+def model_params(experiment):
+    """The model spec's ``[params]`` with ``network.params`` overrides, as Brian2
+    quantities (strings with units) or plain numbers."""
+    spec = experiment.network.spec
+    values = {**spec.get("params", {}), **experiment.network.params}
+    units = _units()
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            _, _, dim = _spec_quantity(spec["params"][key])
+            out[key] = parse_quantity(value, dim) * units[dim]
+        else:
+            out[key] = value
+    return out
+
+
+def rule_namespace(rule, params):
+    """The rule's numeric parameters as Brian2 quantities."""
+    units = _units()
+    return {key: value * units[rule.parameters[key].dimension]
+            for key, value in rule.numeric(params).items()}
+
+
+def _rates(value, n):
+    return np.broadcast_to(np.asarray(value, float), (n,)).copy()
+
+
+@dataclass
+class SpikingNetwork:
+    """The Brian2 objects of a spiking experiment and what the recorder needs."""
+
+    network: object
+    synapses: object                 # the plastic Synapses (w)
+    topology: Topology               # indices of the plastic synapses
+    input_rates: np.ndarray          # configured Poisson rates (Hz) of the presynaptic side
+    pre_monitor: object              # SpikeMonitor of the presynaptic population
+    post_monitor: object             # ... of the postsynaptic one (same object if recurrent)
+    populations: dict = field(default_factory=dict)   # name -> SpikeMonitor (spike streaming)
+
+
+LIF_EQS = """
+dv/dt = (V_rest - v + g_ex * (E_ex - v) + g_in * (E_in - v)) / tau_m : volt (unless refractory)
+dg_ex/dt = -g_ex / tau_ex : 1
+dg_in/dt = -g_in / tau_in : 1
+"""
+
+
+def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
+    """Create the Brian2 objects (runtime device) of a spiking experiment."""
+    import brian2 as b2
+
+    spec = experiment.network.spec
+    net_cfg = experiment.network
+    n_pre, n_post = net_cfg.n_pre, net_cfg.n_post
+    mp = model_params(experiment)
+    namespace = {**mp, **rule_namespace(rule, params)}
+    syn_eqs, on_pre, on_post = rule.code(params)
+    post_eqs, post_spike, post_init = rule.post_code(params)
+    recurrent = bool(spec.get("recurrent", False))
+    neuron_kind = spec.get("neuron", "lif")
+    objects = []
+
+    def lif_group(n, name):
+        reset = "v = V_reset" + (f"\n{post_spike}" if post_spike else "")
+        group = b2.NeuronGroup(n, LIF_EQS + post_eqs, threshold="v > V_th", reset=reset,
+                               refractory="refractory", method="euler", name=name,
+                               namespace=namespace)
+        group.v = mp["V_rest"]
+        return group
+
+    if recurrent:
+        N = n_pre
+        n_exc = int(round(mp["frac_exc"] * N))
+        if not 0 < n_exc <= N:
+            raise ConfigError(f"network.params.frac_exc: gives {n_exc} excitatory neurons of {N}")
+        neurons = lif_group(N, "neurons")
+        # random initial potentials avoid a synchronous first volley
+        neurons.v = mp["V_reset"] + rng.uniform(0, 1, N) * (mp["V_th"] - mp["V_reset"])
+        ext_rate = _rates(experiment.inputs.rates, N)
+        if np.ptp(ext_rate) > 0:
+            raise ConfigError("inputs.rates: the ei_network model takes one external rate")
+        drive = b2.PoissonInput(neurons, "g_ex", N=int(mp["n_ext"]), rate=ext_rate[0] * b2.Hz,
+                                weight=float(mp["g_ext"]))
+        full = make_topology(experiment, rng)
+        keep = full.pre != full.post
+        pre_all, post_all = full.pre[keep], full.post[keep]
+        ee = (pre_all < n_exc) & (post_all < n_exc)
+        if not ee.any():
+            raise ConfigError("network.topology: the graph has no excitatory→excitatory synapses")
+        topology = Topology(pre_all[ee], post_all[ee])
+        synapses = b2.Synapses(neurons, neurons, "w : 1\n" + syn_eqs,
+                               on_pre="g_ex_post += w\n" + on_pre, on_post=on_post,
+                               namespace=namespace, name="synapses")
+        synapses.connect(i=topology.pre, j=topology.post)
+        fixed = []
+        for label, mask, code in (
+                ("ei", (pre_all < n_exc) & (post_all >= n_exc), "g_ex_post += g_ei"),
+                ("ie", (pre_all >= n_exc) & (post_all < n_exc), "g_in_post += g_ie"),
+                ("ii", (pre_all >= n_exc) & (post_all >= n_exc), "g_in_post += g_ii")):
+            if mask.any():
+                s = b2.Synapses(neurons, neurons, on_pre=code, namespace=namespace,
+                                name=f"fixed_{label}")
+                s.connect(i=pre_all[mask], j=post_all[mask])
+                fixed.append(s)
+        objects += [neurons, drive, synapses, *fixed]
+        pre_group = post_group = neurons
+        input_rates = ext_rate
+    else:
+        input_rates = _rates(experiment.inputs.rates, n_pre)
+        pre_group = b2.PoissonGroup(n_pre, rates=input_rates * b2.Hz, name="inputs")
+        if neuron_kind == "poisson":
+            post_rates = _rates(experiment.inputs.post_rates, n_post)
+            reset = post_spike or None
+            post_group = b2.NeuronGroup(n_post, "rates : Hz (constant)\n" + post_eqs,
+                                        threshold="rand() < rates * dt", reset=reset,
+                                        name="neurons", namespace=namespace)
+            post_group.rates = post_rates * b2.Hz
+            transmit = ""
+        else:
+            post_group = lif_group(n_post, "neurons")
+            transmit = "g_ex_post += w\n"
+            if int(mp.get("n_inh", 0)) > 0:
+                objects.append(b2.PoissonInput(post_group, "g_in", N=int(mp["n_inh"]),
+                                               rate=mp["rate_inh"], weight=float(mp["g_inh"])))
+        topology = make_topology(experiment, rng)
+        synapses = b2.Synapses(pre_group, post_group, "w : 1\n" + syn_eqs,
+                               on_pre=transmit + on_pre, on_post=on_post,
+                               namespace=namespace, name="synapses")
+        synapses.connect(i=topology.pre, j=topology.post)
+        objects += [pre_group, post_group, synapses]
+    for name, value in post_init.items():      # SI values of the rule's post state
+        setattr(post_group, name + "_", value)
+    synapses.w = initial_weights(experiment, len(topology.pre), rng)
+
+    pre_monitor = b2.SpikeMonitor(pre_group, record=record_spikes, name="pre_spikes")
+    post_monitor = pre_monitor if recurrent else b2.SpikeMonitor(post_group, record=record_spikes,
+                                                                 name="post_spikes")
+    objects += [pre_monitor] + ([] if recurrent else [post_monitor])
+    populations = {}
+    if record_spikes:
+        populations = {"neurons": post_monitor} if recurrent else {"inputs": pre_monitor,
+                                                                  "neurons": post_monitor}
+    return SpikingNetwork(b2.Network(objects), synapses, topology, input_rates, pre_monitor,
+                          post_monitor, populations)
+
+
+def _take_spikes(monitor):
+    """The spikes a monitor stored since the last call (t, i), then clear it."""
+    t = np.array(monitor.t_[:])
+    i = np.array(monitor.i_[:])
+    monitor.resize(0)
+    monitor.variables["N"].set_value(0)
+    return t, i
+
+
+def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
+    """Run a spiking experiment (runtime device) and return its run file's path."""
+    import brian2 as b2
+
+    from .runner import _Progress, _stop_on_signals, check_finite, results_dir
+
+    rule = get_rule(experiment.rule.name)
+    params = experiment.rule.params
+    rng = np.random.default_rng(experiment.seed)
+    sim = experiment.simulation
+    if sim.device == "cpp_standalone":
+        raise ConfigError("simulation.device: spiking models run on the runtime device only "
+                          "(allowed: runtime, auto)")
+    b2.set_device("runtime")
+    b2.prefs.codegen.target = "cython"
+    b2.defaultclock.dt = sim.dt * b2.second
+    b2.seed(experiment.seed)
+    parts = build_spiking_network(experiment, rule, params, rng,
+                                  record_spikes=experiment.record.spikes)
+
+    n_pre, n_post = experiment.network.n_pre, experiment.network.n_post
+    path = path if path is not None else new_run_path(results_dir(experiment, out_dir), experiment.seed)
+    runfile = RunFile(path, len(parts.topology.pre), {},
+                      extra_sizes={"rates/pre": n_pre, "rates/post": n_post})
+    stats = _PoissonStats(parts.input_rates)
+    runfile.write_metadata(config_toml=experiment.to_toml(), rule=rule.name,
+                           model=experiment.network.model, seed=experiment.seed,
+                           pre=parts.topology.pre, post=parts.topology.post, stats=stats,
+                           attrs={"device": "runtime", "kind": "spiking",
+                                  "n_pre": n_pre, "n_post": n_post, "dt": sim.dt,
+                                  "record_every": experiment.record.every})
+    f = runfile.file
+    f["rates"].attrs["unit"] = "Hz"
+    f["rates"].attrs["interval"] = ("row k: spike count over (time[k-1], time[k]] divided by "
+                                    "its length; row 0 is NaN")
+    outcome = {"status": None, "message": None, "time": None}
+    bar = _Progress(sim.duration, progress, experiment.name)
+    last = {"t": 0.0, "pre": np.zeros(n_pre), "post": np.zeros(n_post)}
+
+    def record(t):
+        w = np.asarray(parts.synapses.w_[:])
+        pre_count = np.asarray(parts.pre_monitor.count[:], float)
+        post_count = np.asarray(parts.post_monitor.count[:], float)
+        span = t - last["t"]
+        if span > 0:
+            rates = {"rates/pre": (pre_count - last["pre"]) / span,
+                     "rates/post": (post_count - last["post"]) / span}
+        else:
+            rates = {"rates/pre": np.full(n_pre, np.nan), "rates/post": np.full(n_post, np.nan)}
+        last.update(t=t, pre=pre_count, post=post_count)
+        for population, monitor in parts.populations.items():
+            runfile.append_spikes(population, *_take_spikes(monitor))
+        problem = check_finite(w, {}, sim.weight_bound)
+        runfile.append(t, w, None, rates)
+        bar.update_to(t)
+        return problem
+
+    @b2.network_operation(dt=experiment.record.every * b2.second, when="start", order=-100,
+                          name="recorder")
+    def recorder(t):
+        now = float(t / b2.second)
+        problem = record(now)
+        if problem:
+            outcome.update(status="diverged", time=now, message=problem)
+            parts.network.stop()
+
+    def on_signal(signum):
+        outcome.update(status="interrupted", message=f"stopped by {signal.Signals(signum).name}")
+        parts.network.stop()
+
+    parts.network.add(recorder)
+    started = _time.time()
+    try:
+        with _stop_on_signals(on_signal):
+            parts.network.run(sim.duration * b2.second, namespace={})
+        if outcome["status"] is None:
+            now = float(parts.network.t / b2.second)
+            problem = record(now)
+            if problem:
+                outcome.update(status="diverged", time=now, message=problem)
+    except BaseException as error:
+        bar.close()
+        runfile.close("failed", f"{type(error).__name__}: {error}")
+        raise
+    bar.close()
+    status = outcome["status"] or "complete"
+    runfile.file.attrs["wall_time"] = _time.time() - started
+    runfile.close(status, outcome["message"])
+    now = float(parts.network.t / b2.second)
+    if status == "diverged":
+        raise Diverged(f"run diverged at t = {outcome['time']:g} s under rule {rule.name!r}: "
+                       f"{outcome['message']} (log kept: {runfile.path})",
+                       time=outcome["time"], path=runfile.path)
+    if status == "interrupted":
+        raise Interrupted(f"run interrupted at t = {now:g} s ({outcome['message']}); records "
+                          f"so far kept in {runfile.path}", time=now, path=runfile.path)
+    return runfile.path
+
+
+class _PoissonStats:
+    """``/inputs`` of a spiking run: ``kind = "poisson"`` and the configured Poisson
+    rates (Hz) of the presynaptic side (for ``ei_network``: the external drive per
+    neuron). No ``mean``/``covariance``: the rate-model moments do not describe spike
+    trains, so the analysis falls back to the window drift estimate (the rate-limit
+    drift of a spiking rule needs the logged ``/rates`` instead, see
+    :class:`plasticity.rules.SpikeRates`)."""
+
+    def __init__(self, rates):
+        self.rates = np.asarray(rates, float)
+
+    def to_hdf5(self, group):
+        group.attrs["kind"] = "poisson"
+        group.attrs["transfer"] = "spiking"
+        group["rates"] = self.rates
+        group["rates"].attrs["unit"] = "Hz"
