@@ -48,6 +48,12 @@ def _parser():
     p.add_argument("--loss", action="append", default=None, metavar="NAME|FILE.py:FUNC",
                    help="loss to certify against (repeatable; default: the rule's candidates)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--drift", choices=["auto", "expected", "window", "given"], default="auto",
+                   help="drift estimator: expected (rule + logged input statistics or rates), "
+                        "window (weight differences), given (/drift); auto picks given, then "
+                        "expected, then window")
+    p.add_argument("--window", type=int, metavar="RECORDS",
+                   help="window of the window estimator, in records (default: chosen from the data)")
 
     p = sub.add_parser("report", help="write figures (PNG) next to a run file")
     p.add_argument("run")
@@ -69,24 +75,26 @@ def _cmd_run(args):
         experiment = load_config(args.config, [*args.overrides, f'simulation.device="{args.device}"'],
                                  seed=args.seed)
     if args.out is not None:
-        _check_out_dir(args.out)
+        _check_out_dir(args.out, "--out ")
+    else:
+        _check_out_dir(os.path.join("results", experiment.name), "")
     path = run(experiment, out_dir=args.out, progress=not args.quiet)
     print(path)
     return 0
 
 
-def _check_out_dir(out):
-    """``--out`` must be a folder, or a path where one can be made: checked before the
-    run starts, so that bad input writes nothing."""
+def _check_out_dir(out, label):
+    """The run's folder (``--out`` or ``results/<name>``) must be a folder, or a path
+    where one can be made: checked before the run starts, so bad input writes nothing."""
     from pathlib import Path
 
     path = Path(out)
     for parent in (path, *path.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise BadInput(f"--out {out}: {parent} exists and is not a folder")
+                raise BadInput(f"{label}{out}: {parent} exists and is not a folder")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise BadInput(f"--out {out}: {parent} is not writable")
+                raise BadInput(f"{label}{out}: {parent} is not writable")
             return
 
 
@@ -110,7 +118,9 @@ def _cmd_rules(args):
 def _cmd_analyze(args):
     from .analysis.cli_support import analyze_file, format_table
 
-    document = analyze_file(args.run, args.loss)
+    if args.window is not None and args.window < 1:
+        raise BadInput(f"--window {args.window}: must be a positive number of records")
+    document = analyze_file(args.run, args.loss, drift=args.drift, window=args.window)
     if args.json:
         print(json.dumps(document, indent=1))
     else:

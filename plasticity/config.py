@@ -7,6 +7,7 @@ with one line naming the file, the key path and, where it helps, the allowed val
 The keys are documented in the README and in ``experiments/*.toml``.
 """
 
+import math
 import os
 import re
 import tomllib
@@ -30,8 +31,8 @@ def _quantity(dimension):
     return BeforeValidator(lambda value: parse_quantity(value, dimension))
 
 
-Time = Annotated[float, _quantity("time"), Field(gt=0)]
-Rate = Annotated[float, _quantity("rate"), Field(gt=0)]
+Time = Annotated[float, _quantity("time"), Field(gt=0, allow_inf_nan=False)]
+Rate = Annotated[float, _quantity("rate"), Field(gt=0, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -137,6 +138,9 @@ class Inputs(_Strict):
             return self
         if self.rates is not None or self.post_rates is not None:
             raise ValueError("'rates'/'post_rates' belong to kind = \"poisson\"")
+        for key in ("spectrum", "covariance", "mean", "patterns"):
+            if not all(math.isfinite(v) for v in _flat(getattr(self, key))):
+                raise ValueError(f"'{key}' must be finite (no inf or nan)")
         if self.kind == "gaussian":
             if (self.spectrum is None) == (self.covariance is None):
                 raise ValueError("gaussian inputs need exactly one of 'spectrum' or 'covariance'")
@@ -150,9 +154,14 @@ class Inputs(_Strict):
                     raise ValueError("'covariance' must be symmetric")
                 if np.linalg.eigvalsh(C).min() < -1e-12 * max(1.0, abs(C).max()):
                     raise ValueError("'covariance' must be positive semi-definite")
+            if self.mean is not None and len(self.mean) != self.size:
+                raise ValueError(f"'mean' has {len(self.mean)} entries for {self.size} inputs")
         else:
-            if self.patterns is None:
+            if not self.patterns or not self.patterns[0]:
                 raise ValueError("kind = \"patterns\" needs 'patterns' (a list of rows)")
+            if self.mean is not None:
+                raise ValueError("'mean' belongs to kind = \"gaussian\" (the mean of patterns "
+                                 "follows from 'patterns' and 'probabilities')")
             if len({len(row) for row in self.patterns}) != 1:
                 raise ValueError("all 'patterns' rows must have the same length")
             if self.spectrum is not None or self.covariance is not None:
@@ -225,7 +234,7 @@ class Experiment(_Strict):
     """A resolved experiment: what :func:`plasticity.runner.run` needs, and nothing else."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)   # Brian2/NumPy legacy seeds are 32 bit
     description: str = ""
     network: Network
     inputs: Inputs
@@ -322,6 +331,17 @@ def _spec_quantity(text):
     number, symbol = match.groups()
     dim = _unit(symbol)[1] if symbol else "1"
     return float(number), symbol, dim
+
+
+def _flat(value):
+    """The numbers of a (nested) list, or nothing for None."""
+    if value is None:
+        return
+    for item in value:
+        if isinstance(item, list):
+            yield from _flat(item)
+        else:
+            yield item
 
 
 def _is_multiple(value, step):

@@ -210,7 +210,7 @@ def test_spiking_rule_uses_logged_rates(tmp_path):
         f["config"] = "[rule]\nname = \"stdp\"\n"
     module = tmp_path / "lin.py"
     module.write_text("import numpy as np\ndef lin(w):\n    return -w.sum(1), -np.ones_like(w)\n")
-    doc = analyze_file(path, [f"{module}:lin"])
+    doc = analyze_file(path, [f"{module}:lin"], drift="expected")
     (r,) = doc["results"]
     assert r["drift"] == "expected" and r["undefined_records"] == 1
     assert r["records"] == T

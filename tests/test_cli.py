@@ -84,7 +84,6 @@ def test_divergence_exit_3(cli, write_config, tmp_path):
     assert np.abs(weights[:-1]).max() <= 10.0
 
 
-@pytest.mark.slow
 def test_hebbian_experiment_longer_run_diverges(cli, tmp_path):
     result = cli("run", EXPERIMENTS / "hebbian_variance.toml", "-q", "--out", "out",
                  "--set", 'simulation.device="runtime"', "--set", 'simulation.duration="400 s"')

@@ -93,6 +93,13 @@ BAD_CONFIGS = [
     ("probabilities-count", lambda d: d.update(inputs={"kind": "patterns", "patterns": [[1, 0, 0, 0]],
                                                        "probabilities": [0.5, 0.5]}),
      [], ["inputs", "probabilities"]),
+    ("mean-length", _set("inputs.mean", [1.0, 2.0]), [], ["inputs", "'mean'", "2 entries", "4 inputs"]),
+    ("mean-with-patterns", lambda d: d.update(inputs={"kind": "patterns", "patterns": [[1, 0, 0, 0]],
+                                                      "mean": [0, 0, 0, 0]}),
+     [], ["inputs", "'mean'", "gaussian"]),
+    ("infinite-duration", _set("simulation.duration", float("inf")), [], ["simulation.duration", "finite"]),
+    ("nan-spectrum", _set("inputs.spectrum", [3.0, float("nan"), 0.5, 0.25]), [], ["inputs", "spectrum"]),
+    ("seed-too-big", _set("seed", 2**40), [], ["seed", "4294967295"]),
     ("bad-name", _set("name", "my run/1"), [], ["name"]),
     ("negative-seed", _set("seed", -1), [], ["seed"]),
     ("invalid-toml", "name = \"x\"\n[network\nmodel = 1\n", [], ["config.toml", "TOML"]),
@@ -141,9 +148,12 @@ def bad_runs(tmp_path_factory):
 
     from conftest import cli_env, plasticity_command
 
+    # folders made here, one thread: tmp_path_factory is not thread-safe
+    folders = {case[0]: tmp_path_factory.mktemp(case[0]) for case in BAD_CONFIGS}
+
     def one(case):
         name, change, args, _ = case
-        folder = tmp_path_factory.mktemp(name)
+        folder = folders[name]
         config = _write_case(folder, change)
         before = files_under(folder)
         result = subprocess.run(plasticity_command() + ["run", config.name, "-q", *args], cwd=folder,
@@ -189,6 +199,14 @@ def test_config_is_a_directory(tmp_path, cli):
     (tmp_path / "adir").mkdir()
     result = cli("run", "adir")
     assert_bad_input(result, ["adir", "directory"], tmp_path, [tmp_path.joinpath("adir").relative_to(tmp_path)])
+
+
+def test_results_folder_is_a_file(tmp_path, cli, write_config):
+    config = write_config(BASE_CONFIG)
+    (tmp_path / "results").write_text("not a folder")
+    before = files_under(tmp_path)
+    result = cli("run", config.name, "-q")
+    assert_bad_input(result, ["results/tiny", "not a folder"], tmp_path, before)
 
 
 def test_validate_prints_resolved_config(tmp_path, cli, write_config):

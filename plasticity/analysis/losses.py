@@ -14,6 +14,7 @@ variance           −½ Var σ(y)  (covariance rule)              −(E[xσ] �
 rayleigh           −½ wᵀRw / wᵀw,  R = E[xxᵀ] = C + μμᵀ        −(Rw − ρw)/‖w‖², ρ = wᵀRw/wᵀw
 norm               (‖w‖² − 1)²                                 4(‖w‖² − 1) w
 intrator_cooper    −(⅓E[σ³] − ¼E[σ²]²)                         −(E[xσ²] − E[σ²] E[xσ])
+triplet_bcm        Σ g·w, g = −r_x y (a y − b) (y: measured)   g  (triplet STDP, in rates)
 quadratic          ½ (w − w*)ᵀ H (w − w*)                      H (w − w*)
 =================  ==========================================  ==============================
 
@@ -38,8 +39,8 @@ from scipy.special import ndtr
 from ..errors import BadInput
 from .fast_stats import product_with_covariance
 
-__all__ = ["Loss", "quadratic_loss", "rule_losses", "make_loss", "load_user_loss", "resolve_loss",
-           "LOSSES", "mean_value_gradient"]
+__all__ = ["Loss", "RateLoss", "quadratic_loss", "rule_losses", "make_loss", "load_user_loss",
+           "resolve_loss", "LOSSES", "RATE_LOSSES", "mean_value_gradient"]
 
 
 class Loss:
@@ -188,7 +189,7 @@ RULE_VARIANTS = {("covariance", "variance"): _variance_centred}
 _NO_STATS = {"norm"}
 
 
-def make_loss(name, stats, layout, rule_name=None):
+def make_loss(name, stats, layout, rule_name=None, params=None):
     """The built-in loss ``name`` on the flattened records of ``layout``.
 
     Parameters
@@ -200,15 +201,27 @@ def make_loss(name, stats, layout, rule_name=None):
     layout : Layout
     rule_name : str, optional
         Picks a rule-specific variant (``covariance`` → centred variance).
+    params : dict, optional
+        The rule's parameters in SI: needed by the spiking rules' rate losses
+        (:data:`RATE_LOSSES`, e.g. ``triplet_bcm``), which are returned as
+        :class:`RateLoss` (``stats`` unused: they read the logged rates).
 
     Raises
     ------
     BadInput
         Unknown name, or statistics needed but missing.
     """
+    if name in RATE_LOSSES:
+        if params is None:
+            from ..rules import RULES
+            owner = [r for r in RULES.values() if name in r.losses]
+            if not owner:
+                raise BadInput(f"loss {name!r} needs the parameters of its rule")
+            params = owner[0].resolve({})
+        return RATE_LOSSES[name](params, layout)
     builder = RULE_VARIANTS.get((rule_name, name)) or LOSSES.get(name)
     if builder is None:
-        raise BadInput(f"unknown loss {name!r} (built-in: {', '.join(sorted(LOSSES))}; "
+        raise BadInput(f"unknown loss {name!r} (built-in: {', '.join(sorted(LOSSES) + sorted(RATE_LOSSES))}; "
                        "or path/to/module.py:name)")
     if stats is None and name not in _NO_STATS:
         raise BadInput(f"loss {name!r} needs the input statistics (/inputs), which the run lacks")
@@ -221,16 +234,74 @@ def make_loss(name, stats, layout, rule_name=None):
     return Loss(name, function, description)
 
 
-def rule_losses(rule_name, stats, layout):
+def rule_losses(rule_name, stats, layout, params=None):
     """The candidate losses of a rule (its module's ``losses`` tuple) as :class:`Loss`
-    objects. The rule's parameters do not enter these losses (η only scales the drift)."""
+    objects. The rate rules' parameters do not enter their losses (η only scales the
+    drift); the spiking rules' rate losses (:data:`RATE_LOSSES`) need ``params`` and
+    are :class:`RateLoss` objects, bound to each chunk's logged rates by the pipeline."""
     from ..rules import get_rule
     rule = get_rule(rule_name)
     for name in rule.losses:
-        if (rule_name, name) not in RULE_VARIANTS and name not in LOSSES:
+        if (rule_name, name) not in RULE_VARIANTS and name not in LOSSES and name not in RATE_LOSSES:
             raise BadInput(f"loss {name!r} of rule {rule_name!r} is not implemented in the analysis "
                            f"layer (built-in: {', '.join(sorted(LOSSES))}); pass --loss path/to/module.py:name")
-    return [make_loss(name, stats, layout, rule_name) for name in rule.losses]
+    return [make_loss(name, stats, layout, rule_name, params) for name in rule.losses]
+
+
+# -- losses of spiking rules, in firing rates --------------------------------------
+class RateLoss(Loss):
+    """A loss whose form depends on the firing rates logged with each record
+    (``/rates/pre``, ``/rates/post`` of a spiking run). It is evaluated through
+    :meth:`at`, which returns a plain :class:`Loss` for the records of one chunk;
+    calling it unbound is an error.
+
+    Parameters
+    ----------
+    name : str
+    builder : callable
+        ``builder(rates)`` with a :class:`plasticity.rules.SpikeRates` of B records
+        returns a function ``(B, n) -> (values, gradients)``.
+    """
+
+    def __init__(self, name, builder, description=""):
+        def unbound(w):
+            raise BadInput(f"loss {name!r} needs the logged firing rates (/rates/pre, /rates/post) "
+                           "of a spiking run")
+        super().__init__(name, unbound, description)
+        self.builder = builder
+
+    def at(self, rates):
+        """The loss for the records whose rates are ``rates`` (B records)."""
+        return Loss(self.name, self.builder(rates), self.description)
+
+
+def _triplet_bcm(params, layout):
+    """The triplet rule's BCM-like objective (:func:`plasticity.rules.triplet.bcm_objective`)
+    with ``y`` held at the measured postsynaptic rate of each record: the gradient per
+    synapse is ``g = −r_x y (a y − b)`` and, for a consistent value (MATH.md §4), the
+    value is the linear loss ``Σ_s g_s w_s`` that this gradient belongs to."""
+    from ..rules.triplet import bcm_objective
+
+    def builder(rates):
+        pre = np.asarray(rates.pre, float)
+        post = np.asarray(rates.post, float)
+
+        def function(w):
+            W, _ = layout.dense(w)
+            B = W.shape[0]
+            if pre.shape[0] != B or post.shape[0] != B:
+                raise BadInput(f"loss 'triplet_bcm': rates of {pre.shape[0]} records for {B} records")
+            _, dW = bcm_objective(W, pre, params, rates_post=post)
+            g = layout.flat(dW)
+            return np.einsum("bs,bs->b", g, np.asarray(w, float)[:, :layout.n_synapses]), g
+        return function
+    return RateLoss("triplet_bcm", builder,
+                    "−Σ_post Φ(y), Φ(y) = a y³/3 − b y²/2 (triplet STDP), y = measured post rate; "
+                    "value: the linear loss Σ g·w of that gradient")
+
+
+#: losses of spiking rules in rates: name -> builder(params, layout) -> RateLoss
+RATE_LOSSES = {"triplet_bcm": _triplet_bcm}
 
 
 def quadratic_loss(H, w_star, name="quadratic"):
@@ -289,10 +360,10 @@ def load_user_loss(spec):
     return Loss(attr, function, f"user loss {spec}")
 
 
-def resolve_loss(spec, stats, layout, rule_name=None):
+def resolve_loss(spec, stats, layout, rule_name=None, params=None):
     """A loss from a name, a ``module.py:name`` spec, or a :class:`Loss` (returned as is)."""
     if isinstance(spec, Loss):
         return spec
     if ":" in str(spec) or str(spec).endswith(".py"):
         return load_user_loss(spec)
-    return make_loss(spec, stats, layout, rule_name)
+    return make_loss(spec, stats, layout, rule_name, params)

@@ -2,7 +2,7 @@
 
 :func:`certify_run` streams the records of an opened run in chunks, computes the drift
 (``given`` if the file has ``/drift``, else ``expected`` from the rule and the logged
-input statistics, else ``window``), the gradient of each loss, and feeds one
+input statistics — ``window`` for spiking rules —, else ``window``), the gradient of each loss, and feeds one
 :class:`~plasticity.analysis.certificate.Certifier` per loss. When the losses are the
 rule's own candidates and there are several, the best non-negative combination
 (linear programme, :func:`~plasticity.analysis.fitting.fit_loss_combination`) is
@@ -11,6 +11,31 @@ certified too, as loss ``combined``.
 The certified vector is the synapse weights: the built-in losses do not depend on the
 rule's slow state (e.g. BCM's θ), whose logged values are still passed to the rule's
 drift. (Appending the state's drift would leave ``f·g`` unchanged but inflate ψ.)
+
+Which drift and losses, by kind of file:
+
+- rate rules (Brian2 runs): ``expected`` from the logged input statistics; the rule's
+  candidate losses;
+- spiking rules: ``window`` by default, the weight differences over ``window`` records
+  (``window_s`` seconds, chosen from the data so that the displacement dominates the
+  spike noise), with the rates averaged over the same record intervals; ``expected``
+  (``--drift expected``) is the rate-limit drift at the rates logged over each record
+  interval (the JSON then says ``rates_interval_s``). The rate losses
+  (``triplet_bcm``) are bound to the rates of the same records / intervals. (Against
+  ``triplet_bcm`` the expected drift is exactly minus its gradient, by construction.)
+- ``kind = "dynamics"`` runs (:mod:`plasticity.dynamics`): ``/drift`` is the system's
+  exact drift (reported as ``expected``), the losses are the system's own, and where
+  the drift does not descend one of them the smallest window loss of
+  :data:`~plasticity.analysis.no_loss.DEFAULT_GRID` is searched (MATH.md §5; states
+  of at most ``WINDOW_MAX_N`` components);
+- minimal files (``/time``, ``/weights``, optional ``/drift``; or .npz): ``given``
+  drift if present, else ``window``; losses from ``--loss``.
+
+Every trajectory is also tested for recurrence (MATH.md §7,
+:func:`~plasticity.analysis.recurrence.find_recurrence` on the logged plastic state,
+weights and slow state): a recurrence turns every verdict into ``no-loss-exists`` (the
+certificate's own verdict stays in ``descent_verdict``) and puts the two times in the
+document's ``recurrence`` (``t_first``, ``t_return``).
 
 :func:`analyze_file` returns the JSON document of DESIGN.md and stores the results in
 the file's ``/analysis`` group; :func:`format_table` prints it.
@@ -22,12 +47,21 @@ from ..errors import BadInput
 from .certificate import Certifier
 from .drift import choose_window, expected_drift, window_drift
 from .fitting import fit_loss_combination
-from .losses import Loss, mean_value_gradient, resolve_loss, rule_losses
+from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_losses
+from .recurrence import find_recurrence
 from .run_file import open_run, write_analysis
 
-__all__ = ["certify_run", "analyze_file", "format_table", "drift_kind_for"]
+__all__ = ["certify_run", "analyze_file", "format_table", "drift_kind_for", "run_recurrence",
+           "dynamics_system"]
 
 DRIFT_KINDS = ("auto", "expected", "window", "given")
+#: window losses are searched for dynamics states of at most this many components
+WINDOW_MAX_N = 40
+#: records (evenly spaced) used by the window-loss search
+WINDOW_RECORDS = 200
+#: the recurrence test reads the whole trajectory when it is at most this large (bytes);
+#: beyond, it streams the step lengths and reads only the arc-length resampled records
+RECURRENCE_BYTES = 64 << 20
 
 
 def drift_kind_for(run, requested="auto"):
@@ -38,6 +72,11 @@ def drift_kind_for(run, requested="auto"):
     if requested == "auto":
         if run.has_drift:
             return "given"
+        if run.rule is not None and getattr(run.rule, "kind", "rate") == "spiking":
+            # event-driven rules: the rate-limit formula is what the rate losses are
+            # built from (ψ ≡ 0 by construction), so by default certify what the
+            # weights actually did, over windows of many spikes (issue 4)
+            return "window"
         return "expected" if expected_ok else "window"
     if requested == "given" and not run.has_drift:
         raise BadInput(f"{run.path}: has no /drift dataset")
@@ -56,16 +95,49 @@ def _window_for(run, window):
     return choose_window(run.time, np.concatenate(parts))
 
 
-def _losses_for(run, loss_specs):
+def dynamics_system(run):
+    """The :class:`plasticity.dynamics.System` of a dynamics run (from its ``/config``)."""
+    from ..dynamics import load_dynamics_config, system_from_config
+
+    try:
+        return system_from_config(load_dynamics_config(run.config, source=str(run.path)))
+    except Exception as error:   # ConfigError and anything a damaged config raises
+        raise BadInput(f"{run.path}: dynamics /config unusable ({str(error).splitlines()[0]})") from None
+
+
+def _system_losses(run, system, names=None):
+    found = system.losses
+    if names is not None:
+        missing = [n for n in names if n not in found]
+        if missing:
+            return None
+        found = {n: found[n] for n in names}
+    return [Loss(name, fn, f"loss {name!r} of the dynamics system {system.name!r}")
+            for name, fn in found.items()]
+
+
+def _losses_for(run, loss_specs, system=None):
     layout = run.layout(with_state=False)
     if loss_specs:
-        return [resolve_loss(spec, run.stats, layout, run.rule_name) for spec in loss_specs], False
+        out = []
+        for spec in loss_specs:
+            own = None
+            if system is not None and isinstance(spec, str) and spec in system.losses:
+                own = _system_losses(run, system, [spec])[0]
+            out.append(own or resolve_loss(spec, run.stats, layout, run.rule_name, run.params))
+        return out, False
+    if system is not None:
+        losses = _system_losses(run, system)
+        if not losses:
+            raise BadInput(f"{run.path}: dynamics system {system.name!r} has no loss; pass --loss")
+        return losses, True
     if run.rule is None:
         raise BadInput(f"{run.path}: {run.rule_error}, so there are no candidate losses; "
                        "pass --loss path/to/module.py:name")
     if not run.rule.losses:
-        raise BadInput(f"{run.path}: rule {run.rule_name!r} has no known loss; pass --loss")
-    return rule_losses(run.rule_name, run.stats, layout), True
+        # nothing to certify against: the recurrence test still runs (analyze_file)
+        return [], True
+    return rule_losses(run.rule_name, run.stats, layout, run.params), True
 
 
 def _prefetched(bounds, load, prefetch):
@@ -114,6 +186,15 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         if run.n_records < h + 1:
             raise BadInput(f"{run.path}: {run.n_records} records are too few for a window of {h}")
     layout = run.layout(with_state=True)
+    rate_bound = any(isinstance(loss, RateLoss) for loss in losses)
+    if rate_bound and run.kind != "run":
+        raise BadInput(f"{run.path}: rate losses need a spiking run's /rates")
+
+    def bind(start, stop):
+        if not rate_bound:
+            return losses
+        rates = run.rates_for(start, stop, h if kind == "window" else 0)
+        return [loss.at(rates) if isinstance(loss, RateLoss) else loss for loss in losses]
 
     def load(bounds):
         start, stop = bounds
@@ -127,28 +208,116 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         t = run.time[start:stop]
         if hasattr(run.stats, "clear"):
             run.stats.clear()
+        chunk_losses = bind(start, stop)
         if kind == "expected":
             stats = run.stats_for(start, stop)
             f = expected_drift(run.rule, run.params, stats, layout, w, include_state=False)[:, :S]
             w = w[:, :S]
-            for loss, cert in zip(losses, certifiers):
+            for loss, cert in zip(chunk_losses, certifiers):
                 values, g = loss.value_and_grad(w)
                 cert.add(f, g, values, t)
         elif kind == "given":
-            for loss, cert in zip(losses, certifiers):
+            for loss, cert in zip(chunk_losses, certifiers):
                 values, g = loss.value_and_grad(w)
                 cert.add(given, g, values, t)
         else:
             f, w0, w1 = window_drift(run.time[start:stop + h], w, h)
-            for loss, cert in zip(losses, certifiers):
+            for loss, cert in zip(chunk_losses, certifiers):
                 gbar, v0, _ = mean_value_gradient(loss, w0, w1)
                 cert.add(f, gbar, v0, t)
+    # a dynamics run's /drift is the system's exact drift: "expected" in DESIGN.md's terms
+    label = "expected" if (kind == "given" and run.is_dynamics) else kind
+    spiking = run.rule is not None and getattr(run.rule, "kind", "rate") == "spiking"
     out = []
     for loss, cert in zip(losses, certifiers):
-        c = cert.finish(loss.name, kind)
+        c = cert.finish(loss.name, label)
         if kind == "window":
             c.extra["window"] = h
+            interval = run.record_interval
+            c.extra["window_s"] = None if interval is None else h * interval
+        elif kind == "expected" and spiking:
+            # the rate-limit drift at the rates measured over each record interval
+            c.extra["rates_interval_s"] = run.record_interval
         out.append(c)
+    return out
+
+
+def _block_means(run, h):
+    """Means of consecutive blocks of ``h`` records of the plastic state, chunk by chunk."""
+    rest = None
+    for start, stop in run.chunks():
+        w = run.read(start, stop)
+        if rest is not None:
+            w = np.concatenate([rest, w])
+        m = (len(w) // h) * h
+        if m:
+            yield w[:m].reshape(-1, h, w.shape[1]).mean(axis=1)
+        rest = w[m:]
+
+
+def run_recurrence(run, smooth=None, **options):
+    """:func:`~plasticity.analysis.recurrence.find_recurrence` on an opened run's plastic
+    state (weights, then the logged slow state such as BCM's θ).
+
+    A noisy sample path (random input presentations, spikes) "returns" by chance, and
+    its path length is inflated by the noise; so the records are first averaged over
+    blocks of ``smooth`` records, by default the window of the ``window`` drift
+    estimator (:func:`~plasticity.analysis.drift.choose_window`: the smallest power of
+    two over which the displacement dominates the step noise; 1 for a deterministic
+    trajectory). Small trajectories are then tested whole; larger ones are resampled
+    to at most 2000 records evenly spaced in arc length (the path length between them
+    is then the chord sum, never longer than the true path: the test only gets
+    stricter). Returns ``(Recurrence or None, smooth)``."""
+    size = run.layout(with_state=True).size
+    T = run.n_records
+    if T < 3:
+        return None, 1
+    if smooth is None:
+        step = max(1, size // 256)
+        sample = np.concatenate([run.read(a, b)[:, ::step] for a, b in run.chunks()])
+        smooth = choose_window(run.time, sample)
+    h = max(1, int(smooth))
+    nb = T // h
+    if nb < 3:
+        return None, h
+    tb = run.time[:nb * h].reshape(nb, h).mean(axis=1)
+    if nb * size * 8 <= RECURRENCE_BYTES:
+        return find_recurrence(np.concatenate(list(_block_means(run, h))), tb, **options), h
+    steps, previous = [], None
+    for w in _block_means(run, h):
+        if previous is not None:
+            w = np.concatenate([previous, w])
+        steps.append(np.linalg.norm(np.diff(w, axis=0), axis=1))
+        previous = w[-1:]
+    s = np.concatenate([[0.0], np.concatenate(steps)])
+    points = int(min(options.pop("max_points", 2000), max(3, RECURRENCE_BYTES // (8 * size))))
+    idx = np.unique(np.minimum(np.searchsorted(s, np.linspace(0.0, s[-1], points)), nb - 1))
+    rows, offset = [], 0
+    for w in _block_means(run, h):
+        local = idx[(idx >= offset) & (idx < offset + len(w))] - offset
+        rows.append(w[local])
+        offset += len(w)
+    return find_recurrence(np.concatenate(rows), tb[idx], max_points=points, **options), h
+
+
+def _window_losses(run, system, certs):
+    """Smallest window loss (MATH.md §5) for each system loss the drift does not
+    descend everywhere: ``{loss name: WindowResult.summary()}``."""
+    from .no_loss import DEFAULT_GRID
+    from .window import smallest_window
+
+    out = {}
+    todo = [c for c in certs if c.descent_fraction is not None and c.descent_fraction < 1.0]
+    if not todo or system.n > WINDOW_MAX_N:
+        return out
+    W = run.weights(0, run.n_records)
+    for cert in todo:
+        ell = system.losses.get(cert.loss_name)
+        if ell is None:
+            continue
+        result = smallest_window(system.drift, ell, W, DEFAULT_GRID, jacobian=system.jacobian,
+                                 max_records=WINDOW_RECORDS)
+        out[cert.loss_name] = result.summary()
     return out
 
 
@@ -168,7 +337,8 @@ def combined_loss(losses, weights):
     return Loss("combined", function, text)
 
 
-def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True):
+def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
+                 recurrence=True, window_losses=True):
     """Certify a run file; the JSON document of DESIGN.md as a dict.
 
     Parameters
@@ -184,12 +354,18 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         Write ``/analysis/<loss>/`` into the file (HDF5 only).
     combine : bool
         Certify the LP combination of the rule's candidate losses as well.
+    recurrence : bool
+        Test the trajectory for recurrence (verdict ``no-loss-exists``).
+    window_losses : bool
+        For dynamics runs, search the smallest window loss where a loss is not descended.
 
     Returns
     -------
     dict
-        ``{"run", "rule", "status", "records", "weights", "results": [...]}``; each
-        result as :meth:`Certificate.summary`.
+        ``{"run", "rule", "model", "status", "records", "weights", "recurrence",
+        "results": [...]}``; each result as :meth:`Certificate.summary`, plus
+        ``window_loss`` (dynamics runs) and, on recurrence, ``descent_verdict`` and
+        ``recurrence``.
 
     Raises
     ------
@@ -197,10 +373,11 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         Missing, corrupt or foreign file; a loss that needs what the file lacks.
     """
     with open_run(path) as run:
-        losses, from_rule = _losses_for(run, loss_specs)
+        system = dynamics_system(run) if run.is_dynamics else None
+        losses, from_rule = _losses_for(run, loss_specs, system)
         if run.n_records < 2 and not run.has_drift:
             raise BadInput(f"{run.path}: only {run.n_records} record(s); need at least 2")
-        certs = certify_run(run, losses, drift, window)
+        certs = certify_run(run, losses, drift, window) if losses else []
         if combine and from_rule and len(losses) >= 2:
             fg = np.stack([c.fg for c in certs], axis=1)
             gn = np.stack([c.g_norm for c in certs], axis=1)
@@ -210,14 +387,37 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             cert.extra["combination"] = {loss.name: float(mu) for loss, mu in zip(losses, lp["weights"])}
             cert.extra["worst_margin"] = lp["margin"]
             certs.append(cert)
+        rec, smooth = run_recurrence(run) if recurrence else (None, None)
+        rec_doc = None
+        if rec is not None:
+            # i, j index the (block-averaged) trajectory the test ran on
+            rec_doc = {"t_first": rec.t_i, "t_return": rec.t_j, "distance": rec.distance,
+                       "path": rec.path, "ratio": rec.ratio, "excursion": rec.excursion,
+                       "smoothing_records": smooth}
+            for cert in certs:
+                cert.extra["descent_verdict"] = cert.verdict
+                cert.extra["recurrence"] = {"t_first": rec.t_i, "t_return": rec.t_j}
+                cert.verdict = "no-loss-exists"
+        elif system is not None and window_losses:
+            for name, summary in _window_losses(run, system, certs).items():
+                for cert in certs:
+                    if cert.loss_name == name:
+                        cert.extra["window_loss"] = summary
         doc = {
             "run": str(path),
             "rule": run.rule_name,
+            "model": run.model,
             "status": run.status,
             "records": run.n_records,
             "weights": run.n_synapses,
+            "recurrence": rec_doc,
             "results": [c.summary() for c in certs],
         }
+        if rec is not None:
+            doc["verdict"] = "no-loss-exists"
+        if not losses:
+            doc["note"] = (f"rule {run.rule_name!r} has no known loss: only the recurrence test "
+                           "was run; pass --loss path/to/module.py:name to certify")
     if store:
         doc["stored"] = write_analysis(path, certs, doc)
     return doc
@@ -249,13 +449,47 @@ def format_table(doc):
             _fmt(const["relative_residual"], ".3f") if const else "n/a",
             r["verdict"],
         ))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+    if rows:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
+        for row in rows:
+            lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    notes = []
     for r in doc["results"]:
+        if "window" in r:
+            secs = f" = {r['window_s']:.3g} s" if r.get("window_s") is not None else ""
+            notes.append(f"drift of {r['loss']}: window estimator, weight differences over "
+                         f"{r['window']} record{'' if r['window'] == 1 else 's'}{secs} (mean-value gradient over each segment)")
+        elif r.get("rates_interval_s") is not None:
+            notes.append(f"drift of {r['loss']}: expected (rate-limit formula at the rates logged "
+                         f"over each {r['rates_interval_s']:.3g} s record interval)")
         if "combination" in r:
             combo = " + ".join(f"{v:.3g}·{k}" for k, v in r["combination"].items())
-            lines.append(f"\ncombined = {combo}  (worst normalised margin {r['worst_margin']:.3g})")
+            notes.append(f"combined = {combo}  (worst normalised margin {r['worst_margin']:.3g})")
+        wl = r.get("window_loss")
+        if wl is not None:
+            if wl["window"] is not None:
+                notes.append(f"window loss of {r['loss']}: descended at every moving record from "
+                             f"T = {wl['window']:g} (grid {wl['grid'][0]:g}…{wl['grid'][-1]:g}); "
+                             f"psi_deg med/max {_fmt(wl['psi_deg']['median'])}/{_fmt(wl['psi_deg']['max'])}, "
+                             f"kappa_min med/max {_fmt(wl['kappa_min']['median'])}/{_fmt(wl['kappa_min']['max'])}")
+            else:
+                best = max(wl["descent_fraction"])
+                notes.append(f"window loss of {r['loss']}: no T in the grid {wl['grid'][0]:g}…"
+                             f"{wl['grid'][-1]:g} works (best descent fraction {best:.4g} at "
+                             f"T = {wl['window_reported']:g})")
+    if doc.get("note"):
+        notes.append(doc["note"])
+    rec = doc.get("recurrence")
+    if not doc["results"] and rec is None:
+        notes.append("recurrence: none found")
+    if rec is not None:
+        notes.append(f"recurrence: the state at t = {rec['t_return']:.4g} returns to that at "
+                     f"t = {rec['t_first']:.4g} (distance {rec['distance']:.3g} after a path of "
+                     f"{rec['path']:.3g}): no loss decreases along this trajectory -> no-loss-exists")
+    if notes:
+        if rows:
+            lines.append("")
+        lines.extend(notes)
     return "\n".join(lines)

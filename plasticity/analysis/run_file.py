@@ -77,12 +77,16 @@ class Run:
             raise BadInput(f"{self.path}: no such file")
         if self.path.is_dir():
             raise BadInput(f"{self.path}: is a directory, not a run file")
-        if self.path.suffix == ".npz":
-            self._open_npz()
-        else:
-            self._open_hdf5()
-        if self.n_records < 1:
-            raise BadInput(f"{self.path}: holds no records")
+        try:
+            if self.path.suffix == ".npz" or _is_zip(self.path):
+                self._open_npz()
+            else:
+                self._open_hdf5()
+            if self.n_records < 1:
+                raise BadInput(f"{self.path}: holds no records")
+        except BadInput:
+            self.close()
+            raise
 
     # -- opening -------------------------------------------------------------------
     def _open_npz(self):
@@ -93,11 +97,20 @@ class Run:
             raise BadInput(f"{self.path}: cannot read as .npz ({type(error).__name__})") from None
         for name in ("time", "weights"):
             if name not in names:
+                self.close()
                 raise BadInput(f"{self.path}: lacks the array {name!r} (needs time and weights)")
         self.kind = "npz"
-        self._weights = np.asarray(self._npz["weights"], float)
-        self._drift = np.asarray(self._npz["drift"], float) if "drift" in names else None
-        time = np.asarray(self._npz["time"], float)
+
+        def numeric(name):
+            try:
+                return np.asarray(self._npz[name], float)
+            except Exception as error:   # object arrays, strings, a damaged member
+                self.close()
+                raise BadInput(f"{self.path}: array {name!r} is not numeric "
+                               f"({type(error).__name__})") from None
+        self._weights = numeric("weights")
+        self._drift = numeric("drift") if "drift" in names else None
+        time = numeric("time")
         self._setup_minimal(time, self._weights.shape, None if self._drift is None else self._drift.shape)
 
     def _open_hdf5(self):
@@ -128,6 +141,9 @@ class Run:
             raise BadInput(f"{self.path}: corrupt ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
         self._weights = f["weights"]
         self._drift = f["drift"] if "drift" in f else None
+        if self._drift is not None and (not isinstance(self._drift, h5py.Dataset) or self._drift.ndim != 2):
+            self.close()
+            raise BadInput(f"{self.path}: /drift is not a (records, weights) array")
         if fmt == "plasticity-run":
             self.kind = "run"
             try:
@@ -141,14 +157,27 @@ class Run:
                                f"{str(error).splitlines()[0] if str(error) else ''})") from None
         else:
             self.kind = "hdf5"
-            self._setup_minimal(time, self._weights.shape, None if self._drift is None else self._drift.shape)
+            try:
+                self._setup_minimal(time, self._weights.shape,
+                                    None if self._drift is None else self._drift.shape)
+            except BadInput:
+                self.close()
+                raise
 
     def _setup_minimal(self, time, wshape, dshape):
-        if time.ndim != 1 or len(wshape) != 2:
-            raise BadInput(f"{self.path}: time must be (T,) and weights (T, n), got {time.shape} and {wshape}")
-        if dshape is not None and tuple(dshape[1:]) != tuple(wshape[1:]):
-            raise BadInput(f"{self.path}: drift has shape {tuple(dshape)}, weights {tuple(wshape)}")
-        T = min(time.shape[0], wshape[0], *(() if dshape is None else (dshape[0],)))
+        # a trajectory from elsewhere: shapes must agree exactly (only the recorder's
+        # own files may be cut short by a killed run)
+        wshape, tshape = tuple(wshape), tuple(time.shape)
+        if len(tshape) != 1 or len(wshape) != 2:
+            raise BadInput(f"{self.path}: time must be (T,) and weights (T, n), got {tshape} and {wshape}")
+        if tshape[0] != wshape[0]:
+            raise BadInput(f"{self.path}: time has {tshape[0]} records, weights {wshape[0]} "
+                           f"(shapes {tshape} and {wshape})")
+        if dshape is not None and tuple(dshape) != wshape:
+            raise BadInput(f"{self.path}: drift has shape {tuple(dshape)}, weights {wshape}")
+        if wshape[1] < 1:
+            raise BadInput(f"{self.path}: weights have no columns (shape {wshape})")
+        T = wshape[0]
         self.time = time[:T]
         self.n_records = T
         self.n_synapses = int(wshape[1])
@@ -318,6 +347,35 @@ class Run:
                               np.asarray(self._rates[1][start:stop], float))
         return self.stats
 
+    def rates_for(self, start, stop, window=0):
+        """The logged firing rates matching records ``[start, stop)``: row ``k`` as
+        logged (``window = 0``), or the mean of rows ``k+1 … k+window``, the record
+        intervals covered by the weight difference ``w_{k+window} − w_k``."""
+        from ..rules import SpikeRates
+
+        if self._rates is None:
+            raise BadInput(f"{self.path}: {self.stats_error or 'no /rates/pre and /rates/post'}")
+        if not window:
+            return self.stats_for(start, stop)
+        h = int(window)
+        out = []
+        for d in self._rates:
+            rows = np.asarray(d[start + 1:stop + h], float)          # rows start+1 … stop+h−1
+            c = np.concatenate([np.zeros((1,) + rows.shape[1:]), np.cumsum(rows, axis=0)])
+            out.append((c[h:] - c[:-h]) / h)
+        return SpikeRates(out[0], out[1])
+
+    @property
+    def record_interval(self):
+        """Median time between records (seconds), or None."""
+        return float(np.median(np.diff(self.time))) if self.n_records > 1 else None
+
+    @property
+    def is_dynamics(self):
+        """A ``kind = "dynamics"`` run (plasticity.dynamics): ``/drift`` is the system's
+        exact drift and its losses come from the system."""
+        return self.model == "dynamics"
+
     def read_drift(self, start=0, stop=None):
         stop = self.n_records if stop is None else min(stop, self.n_records)
         return np.asarray(self._drift[start:stop], float)
@@ -341,6 +399,15 @@ class Run:
     def __repr__(self):
         return (f"Run({str(self.path)!r}, kind={self.kind!r}, rule={self.rule_name!r}, "
                 f"status={self.status!r}, records={self.n_records}, weights={self.n_synapses})")
+
+
+def _is_zip(path):
+    """Whether the file starts like a zip archive (an .npz under another name)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def open_run(path):
