@@ -111,6 +111,10 @@ class Network(_Strict):
         return load_model_spec(self.model)
 
 
+#: the keys of gaussian/patterns rate inputs (also the modulation of Poisson inputs)
+_RATE_INPUT_KEYS = ("spectrum", "covariance", "mean", "patterns", "probabilities")
+
+
 class Inputs(_Strict):
     kind: Literal["gaussian", "patterns", "poisson"]
     #: kind = "poisson": presynaptic firing rate(s), one for all or one per input
@@ -124,28 +128,52 @@ class Inputs(_Strict):
     mean: list[float] | None = None
     patterns: list[list[float]] | None = None
     probabilities: list[Annotated[float, Field(ge=0)]] | None = None
+    #: kind = "poisson": modulate the Poisson rates by rate-model inputs x(t) (drawn as
+    #: for kind = modulation, from the keys above), rate_i = max(0, rates_i + gain·x_i),
+    #: each x held for modulation_interval
+    modulation: Literal["patterns", "gaussian"] | None = None
+    gain: Rate | None = None
+    modulation_interval: Time | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
         if self.kind == "poisson":
             if self.rates is None:
                 raise ValueError("kind = \"poisson\" needs 'rates' (e.g. rates = \"15 Hz\")")
-            others = [k for k in ("spectrum", "covariance", "mean", "patterns", "probabilities")
-                      if getattr(self, k) is not None]
-            if others:
-                raise ValueError(f"'{others[0]}' does not belong to kind = \"poisson\" "
-                                 f"(rate modulation is not implemented yet)")
+            if self.modulation is None:
+                others = [k for k in (*_RATE_INPUT_KEYS, "gain", "modulation_interval")
+                          if getattr(self, k) is not None]
+                if others:
+                    raise ValueError(f"'{others[0]}' does not belong to kind = \"poisson\" "
+                                     f"without 'modulation' (\"patterns\" or \"gaussian\")")
+                return self
+            for key, example in (("gain", "10 Hz"), ("modulation_interval", "20 ms")):
+                if getattr(self, key) is None:
+                    raise ValueError(f"'modulation' needs '{key}' (e.g. {key} = \"{example}\")")
+            self._check_rate_keys(self.modulation, prefix="modulation = ")
+            if isinstance(self.rates, list) and len(self.rates) != self._rate_size(self.modulation):
+                raise ValueError(f"'rates' has {len(self.rates)} entries for "
+                                 f"{self._rate_size(self.modulation)} modulated inputs")
             return self
+        for key in ("modulation", "gain", "modulation_interval"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"'{key}' belongs to kind = \"poisson\"")
         if self.rates is not None or self.post_rates is not None:
             raise ValueError("'rates'/'post_rates' belong to kind = \"poisson\"")
+        self._check_rate_keys(self.kind)
+        return self
+
+    def _check_rate_keys(self, kind, prefix="kind = "):
+        """The keys of gaussian/patterns inputs (of a rate model, or of the modulation
+        of Poisson inputs)."""
         for key in ("spectrum", "covariance", "mean", "patterns"):
             if not all(math.isfinite(v) for v in _flat(getattr(self, key))):
                 raise ValueError(f"'{key}' must be finite (no inf or nan)")
-        if self.kind == "gaussian":
+        if kind == "gaussian":
             if (self.spectrum is None) == (self.covariance is None):
                 raise ValueError("gaussian inputs need exactly one of 'spectrum' or 'covariance'")
             if self.patterns is not None or self.probabilities is not None:
-                raise ValueError("'patterns'/'probabilities' belong to kind = \"patterns\"")
+                raise ValueError(f"'patterns'/'probabilities' belong to {prefix}\"patterns\"")
             if self.covariance is not None:
                 C = np.asarray(self.covariance, float)
                 if C.ndim != 2 or C.shape[0] != C.shape[1]:
@@ -158,26 +186,32 @@ class Inputs(_Strict):
                 raise ValueError(f"'mean' has {len(self.mean)} entries for {self.size} inputs")
         else:
             if not self.patterns or not self.patterns[0]:
-                raise ValueError("kind = \"patterns\" needs 'patterns' (a list of rows)")
+                raise ValueError(f"{prefix}\"patterns\" needs 'patterns' (a list of rows)")
             if self.mean is not None:
-                raise ValueError("'mean' belongs to kind = \"gaussian\" (the mean of patterns "
+                raise ValueError(f"'mean' belongs to {prefix}\"gaussian\" (the mean of patterns "
                                  "follows from 'patterns' and 'probabilities')")
             if len({len(row) for row in self.patterns}) != 1:
                 raise ValueError("all 'patterns' rows must have the same length")
             if self.spectrum is not None or self.covariance is not None:
-                raise ValueError("'spectrum'/'covariance' belong to kind = \"gaussian\"")
+                raise ValueError(f"'spectrum'/'covariance' belong to {prefix}\"gaussian\"")
             if self.probabilities is not None:
                 if len(self.probabilities) != len(self.patterns):
                     raise ValueError(f"'probabilities' has {len(self.probabilities)} entries "
                                      f"for {len(self.patterns)} patterns")
                 if not sum(self.probabilities) > 0:
                     raise ValueError("'probabilities' must not all be zero")
-        return self
+
+    def _rate_size(self, kind):
+        if kind == "gaussian":
+            return len(self.spectrum) if self.spectrum is not None else len(self.covariance)
+        return len(self.patterns[0])
 
     @property
     def size(self):
         """Number of inputs this section describes (``None``: any number)."""
         if self.kind == "poisson":
+            if self.modulation is not None:
+                return self._rate_size(self.modulation)
             return len(self.rates) if isinstance(self.rates, list) else None
         if self.spectrum is not None:
             return len(self.spectrum)
@@ -310,6 +344,15 @@ def _check_spiking(experiment):
                     parse_quantity(value, dim)
                 except ValueError as error:
                     raise ValueError(f"network.params.{key}: {error}") from None
+    inputs = experiment.inputs
+    if inputs.modulation is not None:
+        if spec.get("recurrent", False):
+            raise ValueError(f"inputs.modulation: model {net.model!r} takes a constant external "
+                             f"drive (modulation needs a model with a Poisson input population)")
+        interval, dt = inputs.modulation_interval, experiment.simulation.dt
+        if not _is_multiple(interval, dt):
+            raise ValueError(f"inputs.modulation_interval: {interval:g} s is not a multiple of "
+                             f"simulation.dt = {dt:g} s")
     post = experiment.inputs.post_rates
     if post is not None:
         if spec.get("neuron") != "poisson":

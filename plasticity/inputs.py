@@ -22,8 +22,6 @@ A postsynaptic neuron responds with ``y = σ(w·x)``, ``σ`` linear or rectified
   ``E[x g(y)] = μ E[g(y)] + C w E[g'(y)]``, which stays exact when ``s = 0``.
 """
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from scipy.special import ndtr
 
@@ -35,7 +33,6 @@ def transfer(y, kind):
     return y if kind == "linear" else np.maximum(y, 0.0)
 
 
-@dataclass
 class InputStats:
     """Statistics of the inputs and the neuron's transfer; computes drift moments.
 
@@ -43,36 +40,61 @@ class InputStats:
     ``covariance`` (n, n), ``patterns`` (K, n) and ``probabilities`` (K,) for patterns,
     ``mixing`` (n, n) with ``covariance = mixing @ mixing.T`` for gaussian inputs (or
     ``None`` when the covariance is diagonal and ``scale`` suffices), ``transfer``.
+
+    A diagonal covariance may be given as its ``variances`` alone: then nothing of size
+    n² is stored or computed (``covariance`` is built only when asked for), which is
+    what lets 10⁴ inputs run in megabytes rather than gigabytes.
     """
 
-    kind: str
-    mean: np.ndarray
-    covariance: np.ndarray
-    transfer: str = "linear"
-    patterns: np.ndarray | None = None
-    probabilities: np.ndarray | None = None
-    mixing: np.ndarray | None = field(default=None, repr=False)
+    def __init__(self, kind, mean, covariance=None, transfer="linear", patterns=None,
+                 probabilities=None, mixing=None, variances=None):
+        if (covariance is None) == (variances is None):
+            raise ValueError("give exactly one of covariance and variances")
+        self.kind = kind
+        self.mean = np.asarray(mean, float)
+        self.transfer = transfer
+        self.patterns = patterns
+        self.probabilities = probabilities
+        self.mixing = mixing
+        self._covariance = None if covariance is None else np.asarray(covariance, float)
+        self.variances = None if variances is None else np.asarray(variances, float)
+
+    def __repr__(self):
+        return f"InputStats(kind={self.kind!r}, n={self.n}, transfer={self.transfer!r})"
 
     @property
     def n(self):
         return self.mean.shape[0]
 
     @property
-    def scale(self):
-        """Standard deviation of each input (used when the covariance is diagonal)."""
-        return np.sqrt(np.diag(self.covariance))
+    def covariance(self):
+        """The covariance matrix ``C`` (n, n)."""
+        if self._covariance is None:
+            self._covariance = np.diag(self.variances)
+        return self._covariance
 
     @property
     def diagonal(self):
-        # cached: the check reads all n² entries (800 MB for n = 10 000)
-        cached = self.__dict__.get("_diagonal")
-        if cached is None or cached[0] is not self.covariance:
-            c = self.covariance
-            flag = not np.any(c[~np.eye(c.shape[0], dtype=bool)]) if c.shape[0] <= 2048 else (
-                np.count_nonzero(c) == np.count_nonzero(np.diagonal(c)))
-            cached = (c, bool(flag))
-            self.__dict__["_diagonal"] = cached
-        return cached[1]
+        """Whether ``C`` is diagonal (then ``variances`` holds it)."""
+        if self.variances is None:
+            c = self._covariance
+            if np.count_nonzero(c) == np.count_nonzero(np.diagonal(c)):
+                self.variances = np.diagonal(c).copy()
+        return self.variances is not None
+
+    @property
+    def scale(self):
+        """Standard deviation of each input."""
+        return np.sqrt(self.variances if self.diagonal else np.diagonal(self.covariance))
+
+    def product(self, W):
+        """``W C`` for weights ``W`` (..., n): O(n) per row when ``C`` is diagonal,
+        otherwise one 2-D BLAS product."""
+        W = np.asarray(W, float)
+        if self.diagonal:
+            return W * self.variances
+        n = W.shape[-1]
+        return (W.reshape(-1, n) @ self.covariance).reshape(W.shape)
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -86,8 +108,7 @@ class InputStats:
         else:
             lam = np.asarray(spectrum, float)
             if rotation == "identity":
-                # no n×n products (n may be 10⁴); np.diag's zeros stay unmapped pages
-                return cls("gaussian", mean, np.diag(lam), transfer, mixing=None)
+                return cls("gaussian", mean, transfer=transfer, variances=lam)
             from scipy.stats import special_ortho_group
             Q = special_ortho_group.rvs(n, random_state=rng) if n > 1 else np.eye(1)
             mixing = Q * np.sqrt(lam)
@@ -110,8 +131,7 @@ class InputStats:
     def _gaussian_moments(self, W, kmax):
         """Moments ``E[σ(y)^k]`` for k = 0..kmax, each (..., n_post)."""
         m = W @ self.mean
-        s2 = np.einsum("...ji,ik,...jk->...j", W, self.covariance, W)
-        s2 = np.clip(s2, 0.0, None)
+        s2 = np.clip(np.sum(self.product(W) * W, axis=-1), 0.0, None)
         out = []
         if self.transfer == "linear":
             out.append(np.ones_like(m))
@@ -156,7 +176,7 @@ class InputStats:
         # for both transfers σ^(k-1)σ' has the moment of order k-1 (relu: M_0 = P(y > 0)).
         result = moments[k][..., None] * self.mean
         if k >= 1:
-            result = result + k * moments[k - 1][..., None] * (W @ self.covariance)
+            result = result + k * moments[k - 1][..., None] * self.product(W)
         return result
 
     # -- storage ----------------------------------------------------------------------
@@ -164,8 +184,10 @@ class InputStats:
         group.attrs["kind"] = self.kind
         group.attrs["transfer"] = self.transfer
         group["mean"] = self.mean
-        n = self.covariance.shape[0]
-        if n > 512 and self.diagonal:
+        n = self.n
+        if self.diagonal:
+            group["variances"] = self.variances
+        if self.diagonal and n > 512:
             # a large diagonal covariance: chunked, only the diagonal blocks written (the
             # other chunks read back as the fill value 0), so neither time nor file size
             # goes as n²; readers see the same dense dataset
@@ -173,10 +195,9 @@ class InputStats:
             data = group.create_dataset("covariance", shape=(n, n), dtype="f8", fillvalue=0.0,
                                         chunks=(block, block), compression="gzip",
                                         compression_opts=1)
-            variance = np.diagonal(self.covariance)
             for start in range(0, n, block):
                 stop = min(n, start + block)
-                data[start:stop, start:stop] = np.diag(variance[start:stop])
+                data[start:stop, start:stop] = np.diag(self.variances[start:stop])
         else:
             group["covariance"] = self.covariance
         if self.patterns is not None:
@@ -189,4 +210,7 @@ class InputStats:
         transfer_name = str(group.attrs.get("transfer", "linear"))
         if kind == "patterns":
             return cls.from_patterns(group["patterns"][()], group["probabilities"][()], transfer_name)
+        if "variances" in group:   # diagonal: never read the n×n dataset
+            return cls("gaussian", group["mean"][()], transfer=transfer_name,
+                       variances=group["variances"][()])
         return cls("gaussian", group["mean"][()], group["covariance"][()], transfer_name)

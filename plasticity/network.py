@@ -105,6 +105,57 @@ def parameter_namespace(rule, params):
     return {key: params[key] * units[p.dimension] for key, p in rule.parameters.items()}
 
 
+def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None):
+    """The ``inputs`` NeuronGroup whose variable ``x`` is drawn from ``stats`` (gaussian
+    or patterns), and the other Brian2 objects that drawing needs (a ``latent`` group
+    and ``mixing`` synapses, or the pattern ``chooser``). ``x`` is redrawn at the start
+    of every time step, or every ``dt`` (seconds) when given: Poisson inputs modulated by
+    these statistics (:mod:`plasticity.spiking`) hold each draw for an interval and add
+    their own ``eqs`` and ``threshold``."""
+    import brian2 as b2
+
+    every = {} if dt is None else {"dt": dt * b2.second}
+    extra_eqs = f"\n{eqs}" if eqs else ""
+    objects = []
+    if stats.kind == "gaussian":
+        if stats.diagonal:
+            inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nsd : 1 (constant)" + extra_eqs,
+                                    threshold=threshold, name="inputs")
+            inputs.sd = stats.scale
+            inputs.run_regularly("x = xbar + sd * randn()", when="start", name="inputs_draw",
+                                 **every)
+        else:
+            latent = b2.NeuronGroup(n_pre, "z : 1", name="latent")
+            latent.run_regularly("z = randn()", when="start", name="latent_draw", **every)
+            inputs = b2.NeuronGroup(n_pre, "x = xbar + xmix : 1\nxmix : 1\nxbar : 1 (constant)"
+                                    + extra_eqs, threshold=threshold, name="inputs")
+            mixing = b2.Synapses(latent, inputs, "L : 1 (constant)\nxmix_post = L * z_pre : 1 (summed)",
+                                 name="mixing")
+            rows, cols = np.nonzero(stats.mixing)   # x_i = Σ_j mixing[i, j] z_j
+            mixing.connect(i=cols, j=rows)
+            mixing.L = stats.mixing[rows, cols]
+            # the mixed inputs must exist before the output sums them
+            mixing.summed_updaters["xmix_post"].order = -2
+            objects += [latent, mixing]
+        inputs.xbar = stats.mean
+    else:
+        cumulative = np.cumsum(stats.probabilities)[:-1]
+        choose = " + ".join(f"int(u > {float(c)!r})" for c in cumulative) or "0"
+        chooser = b2.NeuronGroup(1, "k : integer\nu : 1", name="chooser")
+        chooser.run_regularly(f"u = rand()\nk = {choose}", when="start", order=0, name="chooser_draw",
+                              **every)
+        table = b2.TimedArray(stats.patterns, dt=b2.second, name="pattern_table")
+        inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nk : integer (linked)" + extra_eqs,
+                                threshold=threshold, name="inputs",
+                                namespace={"pattern_table": table})
+        inputs.k = b2.linked_var(chooser, "k", index=np.zeros(n_pre, dtype=int))
+        inputs.xbar = stats.mean
+        inputs.run_regularly("x = pattern_table(k * second, i)", when="start", order=1,
+                             name="inputs_draw", **every)
+        objects.append(chooser)
+    return inputs, objects
+
+
 @dataclass
 class RateNetwork:
     """The Brian2 objects of a rate experiment, and what the recorder needs."""
@@ -126,41 +177,8 @@ def build_rate_network(experiment, rule, params, rng):
     n_pre, n_post = net_cfg.n_pre, net_cfg.n_post
     objects = []
 
-    if stats.kind == "gaussian":
-        if stats.diagonal:
-            inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nsd : 1 (constant)",
-                                    name="inputs")
-            inputs.sd = stats.scale
-            inputs.run_regularly("x = xbar + sd * randn()", when="start", name="inputs_draw")
-        else:
-            latent = b2.NeuronGroup(n_pre, "z : 1", name="latent")
-            latent.run_regularly("z = randn()", when="start", name="latent_draw")
-            inputs = b2.NeuronGroup(n_pre, "x = xbar + xmix : 1\nxmix : 1\nxbar : 1 (constant)",
-                                    name="inputs")
-            mixing = b2.Synapses(latent, inputs, "L : 1 (constant)\nxmix_post = L * z_pre : 1 (summed)",
-                                 name="mixing")
-            rows, cols = np.nonzero(stats.mixing)   # x_i = Σ_j mixing[i, j] z_j
-            mixing.connect(i=cols, j=rows)
-            mixing.L = stats.mixing[rows, cols]
-            # the mixed inputs must exist before the output sums them
-            mixing.summed_updaters["xmix_post"].order = -2
-            objects += [latent, mixing]
-        inputs.xbar = stats.mean
-    else:
-        K = stats.patterns.shape[0]
-        cumulative = np.cumsum(stats.probabilities)[:-1]
-        choose = " + ".join(f"int(u > {float(c)!r})" for c in cumulative) or "0"
-        chooser = b2.NeuronGroup(1, "k : integer\nu : 1", name="chooser")
-        chooser.run_regularly(f"u = rand()\nk = {choose}", when="start", order=0, name="chooser_draw")
-        table = b2.TimedArray(stats.patterns, dt=b2.second, name="pattern_table")
-        inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nk : integer (linked)",
-                                name="inputs", namespace={"pattern_table": table})
-        inputs.k = b2.linked_var(chooser, "k", index=np.zeros(n_pre, dtype=int))
-        inputs.xbar = stats.mean
-        inputs.run_regularly("x = pattern_table(k * second, i)", when="start", order=1,
-                             name="inputs_draw")
-        objects.append(chooser)
-        del K
+    inputs, extra = input_group(stats, n_pre)
+    objects += extra
 
     y_expr = "ysum" if stats.transfer == "linear" else "ysum * int(ysum > 0)"
     state_eqs = "".join(f"\n{name} : 1" for name in rule.state)

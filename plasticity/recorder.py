@@ -15,6 +15,7 @@ import datetime
 import os
 import platform
 import socket
+from time import monotonic
 from pathlib import Path
 
 import h5py
@@ -26,6 +27,9 @@ STATUSES = ("running", "complete", "diverged", "interrupted", "failed")
 
 #: target size of one chunk of /weights, bytes
 CHUNK_BYTES = 1 << 20
+#: at most this many seconds (wall clock) between flushes, so a killed run loses at
+#: most this much of its log even when a chunk takes longer than that to fill
+FLUSH_SECONDS = 2.0
 
 
 def versions():
@@ -79,6 +83,7 @@ class RunFile:
         self._weights = np.empty((self.chunk, self.n_synapses))
         self._state = {name: np.empty((self.chunk, size)) for name, size in self.state_sizes.items()}
         self._buffered = 0
+        self._last_flush = monotonic()
         # lzf + shuffle: ~2x faster than gzip level 1 at about the same ratio on float64
         # weights (benchmarks/RESULTS.md); built into h5py (other HDF5 readers need the
         # lzf filter plugin)
@@ -120,7 +125,8 @@ class RunFile:
 
     # -- records -------------------------------------------------------------------
     def append(self, time, weights, state=None, extra=None):
-        """Buffer one record; a full buffer is written as one chunk and flushed."""
+        """Buffer one record; a full buffer is written as one chunk and flushed, and so
+        is a partial one after ``FLUSH_SECONDS`` of wall time."""
         k = self._buffered
         self._time[k] = time
         self._weights[k] = weights
@@ -129,7 +135,7 @@ class RunFile:
         for name in self.extra_sizes:
             self._extra[name][k] = extra[name]
         self._buffered += 1
-        if self._buffered == self.chunk:
+        if self._buffered == self.chunk or monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def append_block(self, times, weights, state=None):
@@ -159,6 +165,7 @@ class RunFile:
         if self._spikes:
             self._flush_spikes()
         self.file.flush()
+        self._last_flush = monotonic()
 
     # -- spike times (spiking runs) ---------------------------------------------------
     def append_spikes(self, population, t, i):

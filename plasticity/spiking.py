@@ -33,7 +33,8 @@ import numpy as np
 
 from .config import _spec_quantity
 from .errors import ConfigError, Diverged, Interrupted
-from .network import Topology, initial_weights, make_topology
+from .inputs import InputStats
+from .network import Topology, initial_weights, input_group, make_topology
 from .recorder import RunFile, new_run_path
 from .rules import get_rule
 from .units import parse_quantity
@@ -84,6 +85,7 @@ class SpikingNetwork:
     pre_monitor: object              # SpikeMonitor of the presynaptic population
     post_monitor: object             # ... of the postsynaptic one (same object if recurrent)
     populations: dict = field(default_factory=dict)   # name -> SpikeMonitor (spike streaming)
+    modulation: object = None        # InputStats of the rate modulation (inputs.modulation)
 
 
 LIF_EQS = """
@@ -107,6 +109,7 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
     recurrent = bool(spec.get("recurrent", False))
     neuron_kind = spec.get("neuron", "lif")
     objects = []
+    modulation = None
 
     def lif_group(n, name):
         reset = "v = V_reset" + (f"\n{post_spike}" if post_spike else "")
@@ -155,7 +158,14 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
         input_rates = ext_rate
     else:
         input_rates = _rates(experiment.inputs.rates, n_pre)
-        pre_group = b2.PoissonGroup(n_pre, rates=input_rates * b2.Hz, name="inputs")
+        if experiment.inputs.modulation is None:
+            pre_group = b2.PoissonGroup(n_pre, rates=input_rates * b2.Hz, name="inputs")
+        else:
+            modulation = modulation_stats(experiment, rng)
+            pre_group, drawing = modulated_inputs(modulation, input_rates,
+                                                  experiment.inputs.gain,
+                                                  experiment.inputs.modulation_interval)
+            objects += drawing
         if neuron_kind == "poisson":
             post_rates = _rates(experiment.inputs.post_rates, n_post)
             reset = post_spike or None
@@ -189,7 +199,35 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
         populations = {"neurons": post_monitor} if recurrent else {"inputs": pre_monitor,
                                                                   "neurons": post_monitor}
     return SpikingNetwork(b2.Network(objects), synapses, topology, input_rates, pre_monitor,
-                          post_monitor, populations)
+                          post_monitor, populations, modulation)
+
+
+def modulation_stats(experiment, rng):
+    """The :class:`~plasticity.inputs.InputStats` of the modulation ``x`` of Poisson
+    inputs (``inputs.modulation``), built from the same keys as rate-model inputs."""
+    inputs, n = experiment.inputs, experiment.network.n_pre
+    if inputs.modulation == "gaussian":
+        return InputStats.gaussian(n, rng, spectrum=inputs.spectrum, rotation=inputs.rotation,
+                                   covariance=inputs.covariance, mean=inputs.mean)
+    return InputStats.from_patterns(inputs.patterns, inputs.probabilities)
+
+
+def modulated_inputs(stats, baseline, gain, interval):
+    """Poisson inputs whose rates follow rate-model inputs: ``x`` is drawn from
+    ``stats`` exactly as in the rate models (:func:`plasticity.network.input_group`),
+    but once every ``interval`` (s) and held; input ``i`` fires with rate
+    ``max(0, baseline_i + gain * x_i)`` (Hz). Returns the group (named ``inputs``) and
+    the other objects of the drawing."""
+    import brian2 as b2
+
+    group, objects = input_group(
+        stats, len(baseline), dt=interval,
+        eqs="rate = clip(baseline + gain * x, 0*Hz, inf*Hz) : Hz\n"
+            "baseline : Hz (constant)\ngain : Hz (constant)",
+        threshold="rand() < rate * dt")
+    group.baseline = np.asarray(baseline, float) * b2.Hz
+    group.gain = float(gain) * b2.Hz
+    return group, objects
 
 
 def _take_spikes(monitor):
@@ -225,7 +263,7 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
     path = path if path is not None else new_run_path(results_dir(experiment, out_dir), experiment.seed)
     runfile = RunFile(path, len(parts.topology.pre), {},
                       extra_sizes={"rates/pre": n_pre, "rates/post": n_post})
-    stats = _PoissonStats(parts.input_rates)
+    stats = _PoissonStats(parts.input_rates, parts.modulation, experiment.inputs)
     runfile.write_metadata(config_toml=experiment.to_toml(), rule=rule.name,
                            model=experiment.network.model, seed=experiment.seed,
                            pre=parts.topology.pre, post=parts.topology.post, stats=stats,
@@ -306,13 +344,33 @@ class _PoissonStats:
     neuron). No ``mean``/``covariance``: the rate-model moments do not describe spike
     trains, so the analysis falls back to the window drift estimate (the rate-limit
     drift of a spiking rule needs the logged ``/rates`` instead, see
-    :class:`plasticity.rules.SpikeRates`)."""
+    :class:`plasticity.rules.SpikeRates`).
 
-    def __init__(self, rates):
+    Modulated inputs (``inputs.modulation``): ``/inputs`` is the modulation's
+    :class:`~plasticity.inputs.InputStats` (``kind`` = ``"patterns"`` or
+    ``"gaussian"``, ``mean``, ``covariance``, ``patterns``, ... as in a rate run, so
+    ``InputStats.from_hdf5`` reads it) plus ``rates`` (the baseline, Hz) and the attrs
+    ``poisson = True``, ``modulation``, ``gain`` (Hz), ``interval`` (s), ``baseline``
+    (Hz, when one rate for all) and ``rate`` (the formula)."""
+
+    def __init__(self, rates, modulation=None, inputs=None):
         self.rates = np.asarray(rates, float)
+        self.modulation = modulation
+        self.inputs = inputs
 
     def to_hdf5(self, group):
-        group.attrs["kind"] = "poisson"
-        group.attrs["transfer"] = "spiking"
+        if self.modulation is None:
+            group.attrs["kind"] = "poisson"
+            group.attrs["transfer"] = "spiking"
+        else:
+            self.modulation.to_hdf5(group)
+            group.attrs["poisson"] = True
+            group.attrs["modulation"] = self.inputs.modulation
+            group.attrs["gain"] = float(self.inputs.gain)
+            group.attrs["interval"] = float(self.inputs.modulation_interval)
+            if np.ptp(self.rates) == 0:
+                group.attrs["baseline"] = float(self.rates[0])
+            group.attrs["rate"] = ("rate_i(t) = max(0, rates_i + gain * x_i(t)) Hz, x drawn "
+                                   "from these statistics every interval and held")
         group["rates"] = self.rates
         group["rates"].attrs["unit"] = "Hz"

@@ -15,7 +15,25 @@ Three ways to get it, named as in the JSON document of DESIGN.md:
 
 import numpy as np
 
-__all__ = ["expected_drift", "window_drift", "choose_window"]
+__all__ = ["expected_drift", "window_drift", "choose_window", "slaved_state"]
+
+
+def slaved_state(rule, params, record_interval):
+    """Names of the rule's state variables that relax faster than the records are
+    taken (time constant < ``record_interval``).
+
+    Such a variable (e.g. BCM's θ with ``tau_theta`` = 50 ms, logged every 100 ms) is
+    a fast variable: on the time scale of the weights it sits at its fixed point
+    (θ = E[y²]), and its logged value is one noisy sample of a low-pass filter. The
+    expected drift of the weights is then the adiabatic limit, with the state at its
+    fixed point: the rule's ``drift`` is called without that state (Tikhonov's
+    theorem; for BCM, Intrator & Cooper 1992's fast-threshold objective).
+    """
+    if rule is None or not record_interval:
+        return ()
+    taus = getattr(rule, "state_time_constants", {})
+    return tuple(name for name, key in taus.items()
+                 if key in (params or {}) and params[key] < record_interval)
 
 
 def expected_drift(rule, params, stats, layout, w, include_state=None):

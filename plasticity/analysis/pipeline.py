@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .certificate import Certifier
-from .drift import choose_window, expected_drift, window_drift
+from .drift import choose_window, expected_drift, slaved_state, window_drift
 from .fitting import fit_loss_combination
 from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_losses
 from .recurrence import find_recurrence
@@ -185,7 +185,10 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         h = _window_for(run, window)
         if run.n_records < h + 1:
             raise BadInput(f"{run.path}: {run.n_records} records are too few for a window of {h}")
-    layout = run.layout(with_state=True)
+    # state faster than the records sits at its fixed point (adiabatic elimination)
+    slaved = slaved_state(run.rule, run.params, run.record_interval) if kind == "expected" else ()
+    kept = tuple(name for name in run.state_names if name not in slaved)
+    layout = run.layout(with_state=kept)
     rate_bound = any(isinstance(loss, RateLoss) for loss in losses)
     if rate_bound and run.kind != "run":
         raise BadInput(f"{run.path}: rate losses need a spiking run's /rates")
@@ -199,7 +202,7 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
     def load(bounds):
         start, stop = bounds
         if kind == "expected":
-            return run.read(start, stop), None
+            return run.read(start, stop, with_state=kept), None
         if kind == "given":
             return run.weights(start, stop), run.read_drift(start, stop)
         return run.weights(start, stop + h), None
@@ -231,6 +234,10 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
     out = []
     for loss, cert in zip(losses, certifiers):
         c = cert.finish(loss.name, label)
+        if slaved:
+            # how each state variable entered the drift: its logged value, or its fixed point
+            c.extra["state"] = {name: "adiabatic" if name in slaved else "logged"
+                                for name in run.state_names}
         if kind == "window":
             c.extra["window"] = h
             interval = run.record_interval
@@ -464,6 +471,10 @@ def format_table(doc):
         elif r.get("rates_interval_s") is not None:
             notes.append(f"drift of {r['loss']}: expected (rate-limit formula at the rates logged "
                          f"over each {r['rates_interval_s']:.3g} s record interval)")
+        adiabatic = [name for name, how in (r.get("state") or {}).items() if how == "adiabatic"]
+        if adiabatic:
+            notes.append(f"drift of {r['loss']}: {', '.join(adiabatic)} relaxes faster than the "
+                         "records are taken, so it is set to its fixed point (adiabatic limit)")
         if "combination" in r:
             combo = " + ".join(f"{v:.3g}·{k}" for k, v in r["combination"].items())
             notes.append(f"combined = {combo}  (worst normalised margin {r['worst_margin']:.3g})")

@@ -285,9 +285,9 @@ class Run:
     # -- reading -------------------------------------------------------------------
     def layout(self, with_state=True):
         """The :class:`Layout` of the records (weights, then the logged state if
-        ``with_state``)."""
-        return Layout(self.pre, self.post, self.n_pre, self.n_post,
-                      self.state_names if with_state else ())
+        ``with_state``: all of it, or the state variables it names)."""
+        names = self.state_names if with_state is True else tuple(with_state or ())
+        return Layout(self.pre, self.post, self.n_pre, self.n_post, names)
 
     def chunk_size(self, width=None, target_bytes=CHUNK_BYTES):
         """Records per chunk: about ``target_bytes`` of weights, a multiple of the
@@ -308,13 +308,15 @@ class Run:
             yield start, min(start + size, last)
 
     def read(self, start=0, stop=None, with_state=True):
-        """Flattened records ``[start, stop)``: weights, then the logged state."""
+        """Flattened records ``[start, stop)``: weights, then the logged state (all of
+        it, or the state variables named in ``with_state``)."""
         stop = self.n_records if stop is None else min(stop, self.n_records)
+        names = self.state_names if with_state is True else tuple(with_state or ())
         try:
             w = np.asarray(self._weights[start:stop], float)
-            if with_state and self.state_names:
+            if names:
                 w = np.concatenate([w] + [np.asarray(self._state[n][start:stop], float)
-                                          for n in self.state_names], axis=1)
+                                          for n in names], axis=1)
         except Exception as error:
             raise BadInput(f"{self.path}: records {start}..{stop} unreadable "
                            f"({type(error).__name__})") from None

@@ -66,6 +66,10 @@ class Rule:
     }
     #: plastic state of each postsynaptic neuron: name -> dimension
     state: ClassVar[dict[str, str]] = {}
+    #: the parameter holding each state variable's time constant (name -> parameter);
+    #: a state faster than the record interval is slaved to its fixed point in the
+    #: analysis (adiabatic elimination, :func:`plasticity.analysis.drift.slaved_state`)
+    state_time_constants: ClassVar[dict[str, str]] = {}
     #: Euler update of ``w`` per time step (Brian2 abstract code, run on the synapses)
     synapse_update: ClassVar[str]
     #: Euler update of the postsynaptic state per time step (run on the post group)

@@ -27,6 +27,7 @@ class BCM(Rule):
         "theta_init": Parameter(0.0, "1", "nonnegative", doc="initial threshold θ"),
     }
     state = {"theta": "1"}
+    state_time_constants = {"theta": "tau_theta"}
     synapse_update = "w += eta * dt * x_pre * y_post * (y_post - theta_post)"
     post_update = "theta += dt * (y**2 - theta) / tau_theta"
     losses = ("intrator_cooper",)

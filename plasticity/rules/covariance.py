@@ -20,6 +20,7 @@ class Covariance(Rule):
         "tau_avg": Parameter(1.0, "time", doc="time constant of the running average ȳ"),
     }
     state = {"ybar": "1"}
+    state_time_constants = {"ybar": "tau_avg"}
     synapse_update = "w += eta * dt * (x_pre - xbar_pre) * (y_post - ybar_post)"
     post_update = "ybar += dt * (y - ybar) / tau_avg"
     losses = ("variance",)
