@@ -172,14 +172,75 @@ def open_run_file(experiment, rule, parts, out_dir, path, device):
     return runfile
 
 
-def _run_runtime(experiment, rule, params, parts, out_dir, path, progress):
+def drive(experiment, network, record, runfile, bar):
+    """Run a Brian2 ``network`` for the experiment's duration, calling ``record(t)``
+    at t = 0, every, 2·every, … (before that step's updates) and once at the end.
+
+    ``record`` appends a record to ``runfile`` and returns ``None`` or the reason the
+    run diverged. SIGINT/SIGTERM stop the run at the end of the current step. Returns
+    ``(outcome, now)``: ``outcome`` holds ``status`` (None when the run completed),
+    ``message`` and ``time``; ``now`` is the simulated time reached. On an exception
+    the file is closed as ``failed`` (``interrupted`` for a KeyboardInterrupt).
+    """
     import brian2 as b2
 
+    outcome = {"status": None, "message": None, "time": None}
+
+    def check(now):
+        problem = record(now)
+        if problem:
+            outcome.update(status="diverged", time=now, message=problem)
+            network.stop()
+
+    @b2.network_operation(dt=experiment.record.every * b2.second, when="start", order=-100,
+                          name="recorder")
+    def recorder(t):
+        # runs before the step's updates: the record at time t is the state at t
+        check(float(t / b2.second))
+
+    def on_signal(signum):
+        outcome.update(status="interrupted", message=f"stopped by {signal.Signals(signum).name}")
+        network.stop()
+
+    network.add(recorder)
+    started = _time.time()
+    try:
+        with _stop_on_signals(on_signal):
+            network.run(experiment.simulation.duration * b2.second, namespace={})
+        if outcome["status"] is None:
+            check(float(network.t / b2.second))      # the state at the end of the run
+    except BaseException as error:
+        bar.close()
+        if isinstance(error, KeyboardInterrupt):  # a SIGINT before the handler was set
+            runfile.close("interrupted", "stopped by SIGINT")
+        else:
+            runfile.close("failed", f"{type(error).__name__}: {error}")
+        raise
+    bar.close()
+    runfile.file.attrs["wall_time"] = _time.time() - started
+    return outcome, float(network.t / b2.second)
+
+
+def finish(runfile, rule, outcome, now):
+    """Close ``runfile`` with the outcome's status; raise :class:`Diverged` or
+    :class:`Interrupted` (the file kept) when the run did not complete."""
+    status = outcome["status"] or "complete"
+    runfile.close(status, outcome["message"])
+    if status == "diverged":
+        raise Diverged(f"run diverged at t = {outcome['time']:g} s under rule "
+                       f"{rule.name!r}: {outcome['message']} (log kept: {runfile.path})",
+                       time=outcome["time"], path=runfile.path)
+    if status == "interrupted":
+        raise Interrupted(f"run interrupted at t = {now:g} s ({outcome['message']}); "
+                          f"records so far kept in {runfile.path}", time=now, path=runfile.path)
+    return runfile.path
+
+
+def _run_runtime(experiment, rule, params, parts, out_dir, path, progress):
     sim = experiment.simulation
     runfile = open_run_file(experiment, rule, parts, out_dir, path, "runtime")
     synapses, neurons = parts.synapses, parts.neurons
     state_names = list(runfile.state_sizes)
-    outcome = {"status": None, "message": None, "time": None}
     bar = _Progress(sim.duration, progress, experiment.name)
 
     def record(t):
@@ -190,47 +251,5 @@ def _run_runtime(experiment, rule, params, parts, out_dir, path, progress):
         bar.update_to(t)
         return problem
 
-    @b2.network_operation(dt=experiment.record.every * b2.second, when="start", order=-100,
-                          name="recorder")
-    def recorder(t):
-        # runs before the step's updates: the record at time t is the state at t
-        now = float(t[:] if hasattr(t, "__getitem__") else t)
-        problem = record(now)
-        if problem:
-            outcome.update(status="diverged", time=now, message=problem)
-            parts.network.stop()
-
-    def on_signal(signum):
-        outcome.update(status="interrupted", message=f"stopped by {signal.Signals(signum).name}")
-        parts.network.stop()
-
-    parts.network.add(recorder)
-    started = _time.time()
-    try:
-        with _stop_on_signals(on_signal):
-            parts.network.run(sim.duration * b2.second, namespace={})
-        if outcome["status"] is None:
-            # the state at the end of the run
-            problem = record(float(parts.network.t / b2.second))
-            if problem:
-                outcome.update(status="diverged", time=float(parts.network.t / b2.second), message=problem)
-    except BaseException as error:
-        bar.close()
-        if isinstance(error, KeyboardInterrupt):  # a SIGINT before the handler was set
-            runfile.close("interrupted", "stopped by SIGINT")
-        else:
-            runfile.close("failed", f"{type(error).__name__}: {error}")
-        raise
-    bar.close()
-    status = outcome["status"] or "complete"
-    runfile.file.attrs["wall_time"] = _time.time() - started
-    runfile.close(status, outcome["message"])
-    if status == "diverged":
-        raise Diverged(f"run diverged at t = {outcome['time']:g} s under rule "
-                       f"{rule.name!r}: {outcome['message']} (log kept: {runfile.path})",
-                       time=outcome["time"], path=runfile.path)
-    if status == "interrupted":
-        raise Interrupted(f"run interrupted at t = {float(parts.network.t / b2.second):g} s "
-                          f"({outcome['message']}); records so far kept in {runfile.path}",
-                          time=float(parts.network.t / b2.second), path=runfile.path)
-    return runfile.path
+    outcome, now = drive(experiment, parts.network, record, runfile, bar)
+    return finish(runfile, rule, outcome, now)

@@ -20,19 +20,22 @@ Recording (streamed with the same :class:`~plasticity.recorder.RunFile` as rate 
 ``/weights`` every ``record.every``; ``/rates/pre`` (T, n_pre) and ``/rates/post``
 (T, n_post): each neuron's spike count over the record interval *ending* at
 ``/time[k]`` divided by its length (row 0 is NaN); with ``record.spikes = true`` also
-``/spikes/<population>/{t, i}`` (populations ``inputs`` and ``neurons``). Spike
-counts come from SpikeMonitors whose stored spikes are handed to the file and cleared
-at each record, so memory does not grow with the duration.
+``/spikes/<population>/{t, i}`` (populations ``inputs`` and ``neurons``): then the
+spike counts come from SpikeMonitors whose stored spikes are handed to the file and
+cleared at each record, so memory does not grow with the duration. Without spike
+streaming there are no monitors (on the runtime device each is one more code object
+run every step, ≈ 1.2 µs of a ≈ 23 µs step in the Song et al. benchmark): the
+neurons count their spikes in their reset (``spike_count``) and the inputs' spikes
+are counted by the plastic synapses' ``on_pre`` (``pre_spike_count``, read from one
+synapse per input; a SpikeMonitor only if some input has no plastic synapse).
 """
 
-import signal
-import time as _time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .config import _spec_quantity
-from .errors import ConfigError, Diverged, Interrupted
+from .errors import ConfigError
 from .inputs import InputStats
 from .network import Topology, initial_weights, input_group, make_topology
 from .recorder import RunFile, new_run_path
@@ -82,8 +85,8 @@ class SpikingNetwork:
     synapses: object                 # the plastic Synapses (w)
     topology: Topology               # indices of the plastic synapses
     input_rates: np.ndarray          # configured Poisson rates (Hz) of the presynaptic side
-    pre_monitor: object              # SpikeMonitor of the presynaptic population
-    post_monitor: object             # ... of the postsynaptic one (same object if recurrent)
+    pre_counts: object               # () -> spike count of each presynaptic neuron so far
+    post_counts: object              # () -> ... of each postsynaptic neuron
     populations: dict = field(default_factory=dict)   # name -> SpikeMonitor (spike streaming)
     modulation: object = None        # InputStats of the rate modulation (inputs.modulation)
 
@@ -110,10 +113,16 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
     neuron_kind = spec.get("neuron", "lif")
     objects = []
     modulation = None
+    # spike counts for /rates: SpikeMonitors only when spikes are streamed, else the
+    # neurons count in their reset (no per-step code object of their own)
+    count = not record_spikes
+    count_eqs = "\nspike_count : 1" if count else ""
+    count_code = "spike_count += 1" if count else ""
 
     def lif_group(n, name):
-        reset = "v = V_reset" + (f"\n{post_spike}" if post_spike else "")
-        group = b2.NeuronGroup(n, LIF_EQS + post_eqs, threshold="v > V_th", reset=reset,
+        reset = "\n".join(filter(None, ("v = V_reset", post_spike, count_code)))
+        group = b2.NeuronGroup(n, LIF_EQS + post_eqs + count_eqs, threshold="v > V_th",
+                               reset=reset,
                                refractory="refractory", method="euler", name=name,
                                namespace=namespace)
         group.v = mp["V_rest"]
@@ -168,8 +177,8 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
             objects += drawing
         if neuron_kind == "poisson":
             post_rates = _rates(experiment.inputs.post_rates, n_post)
-            reset = post_spike or None
-            post_group = b2.NeuronGroup(n_post, "rates : Hz (constant)\n" + post_eqs,
+            reset = "\n".join(filter(None, (post_spike, count_code))) or None
+            post_group = b2.NeuronGroup(n_post, "rates : Hz (constant)\n" + post_eqs + count_eqs,
                                         threshold="rand() < rates * dt", reset=reset,
                                         name="neurons", namespace=namespace)
             post_group.rates = post_rates * b2.Hz
@@ -181,8 +190,14 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
                 objects.append(b2.PoissonInput(post_group, "g_in", N=int(mp["n_inh"]),
                                                rate=mp["rate_inh"], weight=float(mp["g_inh"])))
         topology = make_topology(experiment, rng)
-        synapses = b2.Synapses(pre_group, post_group, "w : 1\n" + syn_eqs,
-                               on_pre=transmit + on_pre, on_post=on_post,
+        # the inputs' spikes counted by the synapses (synapse k is topology.pre[k] ->
+        # topology.post[k]), read from the first synapse of each input
+        first = np.unique(topology.pre, return_index=True)[1]
+        count_pre = count and first.size == n_pre
+        synapses = b2.Synapses(pre_group, post_group,
+                               "w : 1\n" + syn_eqs + ("\npre_spike_count : 1" if count_pre else ""),
+                               on_pre=("pre_spike_count += 1\n" if count_pre else "")
+                               + transmit + on_pre, on_post=on_post,
                                namespace=namespace, name="synapses")
         synapses.connect(i=topology.pre, j=topology.post)
         objects += [pre_group, post_group, synapses]
@@ -190,16 +205,39 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
         setattr(post_group, name + "_", value)
     synapses.w = initial_weights(experiment, len(topology.pre), rng)
 
-    pre_monitor = b2.SpikeMonitor(pre_group, record=record_spikes, name="pre_spikes")
-    post_monitor = pre_monitor if recurrent else b2.SpikeMonitor(post_group, record=record_spikes,
-                                                                 name="post_spikes")
-    objects += [pre_monitor] + ([] if recurrent else [post_monitor])
     populations = {}
     if record_spikes:
+        pre_monitor = b2.SpikeMonitor(pre_group, record=True, name="pre_spikes")
+        post_monitor = pre_monitor if recurrent else b2.SpikeMonitor(post_group, record=True,
+                                                                     name="post_spikes")
+        objects += [pre_monitor] + ([] if recurrent else [post_monitor])
         populations = {"neurons": post_monitor} if recurrent else {"inputs": pre_monitor,
                                                                   "neurons": post_monitor}
-    return SpikingNetwork(b2.Network(objects), synapses, topology, input_rates, pre_monitor,
-                          post_monitor, populations, modulation)
+        pre_counts, post_counts = _monitor_counts(pre_monitor), _monitor_counts(post_monitor)
+    else:
+        post_counts = _group_counts(post_group)
+        if recurrent:
+            pre_counts = post_counts
+        elif count_pre:
+            pre_counts = _synapse_counts(synapses, first)
+        else:
+            pre_monitor = b2.SpikeMonitor(pre_group, record=False, name="pre_spikes")
+            objects.append(pre_monitor)
+            pre_counts = _monitor_counts(pre_monitor)
+    return SpikingNetwork(b2.Network(objects), synapses, topology, input_rates, pre_counts,
+                          post_counts, populations, modulation)
+
+
+def _monitor_counts(monitor):
+    return lambda: np.asarray(monitor.count[:], float)
+
+
+def _group_counts(group):
+    return lambda: np.array(group.spike_count[:], float)
+
+
+def _synapse_counts(synapses, first):
+    return lambda: np.asarray(synapses.pre_spike_count[:], float)[first]
 
 
 def modulation_stats(experiment, rng):
@@ -243,7 +281,7 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
     """Run a spiking experiment (runtime device) and return its run file's path."""
     import brian2 as b2
 
-    from .runner import _Progress, _stop_on_signals, check_finite, results_dir
+    from .runner import _Progress, check_finite, drive, finish, results_dir
 
     rule = get_rule(experiment.rule.name)
     params = experiment.rule.params
@@ -274,14 +312,13 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
     f["rates"].attrs["unit"] = "Hz"
     f["rates"].attrs["interval"] = ("row k: spike count over (time[k-1], time[k]] divided by "
                                     "its length; row 0 is NaN")
-    outcome = {"status": None, "message": None, "time": None}
     bar = _Progress(sim.duration, progress, experiment.name)
     last = {"t": 0.0, "pre": np.zeros(n_pre), "post": np.zeros(n_post)}
 
     def record(t):
         w = np.asarray(parts.synapses.w_[:])
-        pre_count = np.asarray(parts.pre_monitor.count[:], float)
-        post_count = np.asarray(parts.post_monitor.count[:], float)
+        pre_count = parts.pre_counts()
+        post_count = parts.post_counts()
         span = t - last["t"]
         if span > 0:
             rates = {"rates/pre": (pre_count - last["pre"]) / span,
@@ -296,46 +333,8 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
         bar.update_to(t)
         return problem
 
-    @b2.network_operation(dt=experiment.record.every * b2.second, when="start", order=-100,
-                          name="recorder")
-    def recorder(t):
-        now = float(t / b2.second)
-        problem = record(now)
-        if problem:
-            outcome.update(status="diverged", time=now, message=problem)
-            parts.network.stop()
-
-    def on_signal(signum):
-        outcome.update(status="interrupted", message=f"stopped by {signal.Signals(signum).name}")
-        parts.network.stop()
-
-    parts.network.add(recorder)
-    started = _time.time()
-    try:
-        with _stop_on_signals(on_signal):
-            parts.network.run(sim.duration * b2.second, namespace={})
-        if outcome["status"] is None:
-            now = float(parts.network.t / b2.second)
-            problem = record(now)
-            if problem:
-                outcome.update(status="diverged", time=now, message=problem)
-    except BaseException as error:
-        bar.close()
-        runfile.close("failed", f"{type(error).__name__}: {error}")
-        raise
-    bar.close()
-    status = outcome["status"] or "complete"
-    runfile.file.attrs["wall_time"] = _time.time() - started
-    runfile.close(status, outcome["message"])
-    now = float(parts.network.t / b2.second)
-    if status == "diverged":
-        raise Diverged(f"run diverged at t = {outcome['time']:g} s under rule {rule.name!r}: "
-                       f"{outcome['message']} (log kept: {runfile.path})",
-                       time=outcome["time"], path=runfile.path)
-    if status == "interrupted":
-        raise Interrupted(f"run interrupted at t = {now:g} s ({outcome['message']}); records "
-                          f"so far kept in {runfile.path}", time=now, path=runfile.path)
-    return runfile.path
+    outcome, now = drive(experiment, parts.network, record, runfile, bar)
+    return finish(runfile, rule, outcome, now)
 
 
 class _PoissonStats:

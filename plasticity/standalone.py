@@ -44,8 +44,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import Diverged, Interrupted
-
 #: C++ of the recorder function; WEIGHTS and STATE_WRITES are filled in per network
 RECORD_CODE = r"""
 static FILE* _plasticity_out = NULL;
@@ -150,7 +148,7 @@ def run(experiment, rule, params, rng, out_dir=None, path=None, progress=True, b
     import brian2 as b2
 
     from .network import build_rate_network
-    from .runner import _Progress, open_run_file
+    from .runner import _Progress, finish, open_run_file
 
     sim = experiment.simulation
     n_steps = sim.steps
@@ -224,18 +222,8 @@ def run(experiment, rule, params, rng, out_dir=None, path=None, progress=True, b
         timings["total_run"] = timings.get("run", 0.0)
         runfile.file.attrs["wall_time"] = timings.get("run", 0.0)
         runfile.file.attrs["build_time"] = timings["build"]
-        status = outcome["status"] or "complete"
-        runfile.close(status, outcome["message"])
         run.last_timings = timings
-        if status == "diverged":
-            raise Diverged(f"run diverged at t = {outcome['time']:g} s under rule "
-                           f"{rule.name!r}: {outcome['message']} (log kept: {runfile.path})",
-                           time=outcome["time"], path=runfile.path)
-        if status == "interrupted":
-            raise Interrupted(f"run interrupted at t = {outcome['time']:g} s "
-                              f"({outcome['message']}); records so far kept in {runfile.path}",
-                              time=outcome["time"], path=runfile.path)
-        return runfile.path
+        return finish(runfile, rule, outcome, outcome["time"])
     finally:
         folder.release()
         try:

@@ -6,7 +6,6 @@
 covariance: as Hebbian learning, on the centred inputs (MATH.md §8).
 """
 
-import numpy as np
 
 from .base import Parameter, Rule
 
