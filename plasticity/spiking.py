@@ -3,7 +3,9 @@
 :func:`run` is what :func:`plasticity.runner.run` calls for a model spec with
 ``kind = "spiking"``. Three model specs are built here (``models/*.toml``):
 
-- ``lif_poisson``: ``n_pre`` Poisson inputs (PoissonGroup at ``inputs.rates``) onto
+- ``lif_poisson``: ``n_pre`` Poisson inputs (PoissonGroup at ``inputs.rates``; with
+  ``inputs.modulation`` a NeuronGroup firing at ``max(0, rates + gain·x(t))``, ``x``
+  the rate models' gaussian/patterns inputs redrawn every ``modulation_interval``) onto
   ``n_post`` conductance-based LIF neurons (Song et al. 2000); each input spike adds the
   plastic weight ``w`` to ``g_ex``. Synapses from ``[network.topology]`` (all-to-all by
   default).
