@@ -26,10 +26,11 @@ Recording (streamed with the same :class:`~plasticity.recorder.RunFile` as rate 
 spike counts come from SpikeMonitors whose stored spikes are handed to the file and
 cleared at each record, so memory does not grow with the duration. Without spike
 streaming there are no monitors (on the runtime device each is one more code object
-run every step, ≈ 1.2 µs of a ≈ 23 µs step in the Song et al. benchmark): the
-neurons count their spikes in their reset (``spike_count``) and the inputs' spikes
-are counted by the plastic synapses' ``on_pre`` (``pre_spike_count``, read from one
-synapse per input; a SpikeMonitor only if some input has no plastic synapse).
+run every step: the two cost ≈ 2.5 µs of a ≈ 23 µs step in the Song et al.
+benchmark, benchmarks/bench_stdp.py): the neurons count their spikes in their reset
+(``spike_count``) and the inputs' spikes are counted by the plastic synapses'
+``on_pre`` (``pre_spike_count``, read from one synapse per input; a SpikeMonitor
+only if some input has no plastic synapse).
 """
 
 from dataclasses import dataclass, field
