@@ -529,15 +529,12 @@ def run(experiment, out_dir=None, path=None, progress=False):
     if path is None:
         directory = Path(out_dir) if out_dir is not None else Path("results") / experiment.name
         path = new_run_path(directory, experiment.seed)
-    runfile = RunFile(path, n)
-    f = runfile.file
+    runfile = RunFile(path, n, extra_sizes={"drift": n})
     runfile.write_metadata(config_toml=experiment.to_toml(), rule=system.name, model="dynamics",
                            seed=experiment.seed, pre=np.arange(n), post=np.zeros(n, int),
                            attrs={"device": "numpy", "n_pre": n, "n_post": 1, "dt": cfg.dt,
                                   "record_every": cfg.record_every, "kind": "dynamics",
                                   "labels": np.array(system.labels, dtype="S")})
-    f.create_dataset("drift", shape=(0, n), maxshape=(None, n), dtype="f8",
-                     chunks=(runfile.chunk, max(1, n)), compression="gzip", compression_opts=1)
     steps = int(round(cfg.duration / cfg.dt))
     every = int(round(cfg.record_every / cfg.dt))
     started = _time.time()
@@ -549,11 +546,9 @@ def run(experiment, out_dir=None, path=None, progress=False):
         if not times:
             return
         W = np.array(states)
-        F = system.drift(W)
-        start = f["drift"].shape[0]
-        f["drift"].resize(start + len(times), axis=0)    # drift first, /time (the count) last
-        f["drift"][start:] = F
-        runfile.append_block(np.array(times), W, {})
+        F = system.drift(W)      # the exact drift at each record, one call per block
+        for t, w, drift in zip(times, W, F):
+            runfile.append(t, w, extra={"drift": drift})
         runfile.flush()
         times.clear()
         states.clear()
@@ -589,7 +584,7 @@ def run(experiment, out_dir=None, path=None, progress=False):
     finally:
         if bar is not None:
             bar.close()
-    f.attrs["wall_time"] = _time.time() - started
+    runfile.file.attrs["wall_time"] = _time.time() - started
     runfile.close(status, message)
     if status == "diverged":
         raise Diverged(f"run diverged under system {system.name!r}: {message} (log kept: {runfile.path})",

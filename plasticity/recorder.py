@@ -14,7 +14,9 @@ mark a file as "open for writing" and refuse to open it after a crash.
 import datetime
 import os
 import platform
+import queue
 import socket
+import threading
 from time import monotonic
 from pathlib import Path
 
@@ -52,6 +54,53 @@ def new_run_path(directory, seed):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     host = socket.gethostname().split(".")[0][:16] or "host"
     return Path(directory) / f"{stamp}-s{seed}-{host}-{os.getpid()}.h5"
+
+
+class _Writer:
+    """One background thread that owns the HDF5 writes while a run goes on.
+
+    Writing a chunk (compression, HDF5 I/O) releases the GIL, so it overlaps with the
+    simulation instead of adding to it. At most one job waits in the queue, so memory
+    stays bounded: a simulation faster than the disk waits for it.
+    """
+
+    def __init__(self):
+        self.jobs = queue.Queue(maxsize=1)
+        self.error = None
+        self.thread = threading.Thread(target=self._loop, name="plasticity-writer", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while True:
+            job = self.jobs.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    job()
+            except BaseException as error:  # re-raised in the simulating thread
+                self.error = error
+            finally:
+                self.jobs.task_done()
+
+    def submit(self, job):
+        self.check()
+        self.jobs.put(job)
+
+    def wait(self):
+        """Block until every submitted job is written; raise a writer error."""
+        self.jobs.join()
+        self.check()
+
+    def check(self):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def stop(self):
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
 
 
 class RunFile:
@@ -102,6 +151,7 @@ class RunFile:
             f.create_dataset(name, shape=(0, size), maxshape=(None, size), dtype="f8",
                              chunks=(self.chunk, max(1, size)), **compression)
         f.flush()
+        self._writer = _Writer()
 
     # -- metadata ------------------------------------------------------------------
     def write_metadata(self, *, config_toml, rule, model, seed, pre, post, stats=None,
@@ -138,34 +188,42 @@ class RunFile:
         if self._buffered == self.chunk or monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
-    def append_block(self, times, weights, state=None):
-        """Append many records at once (``weights`` shape (R, S))."""
-        for r, t in enumerate(times):
-            self.append(t, weights[r], {name: state[name][r] for name in self.state_sizes})
-
     def flush(self):
-        """Write the buffered records and flush the file to disk."""
+        """Hand the buffered records (and spikes) to the writer thread, which writes
+        them and flushes the file to disk; :meth:`wait` blocks until it has."""
         k = self._buffered
-        if k:
-            f = self.file
-            start = self.records
-            # data first, time (the record count readers trust) last
-            f["weights"].resize(start + k, axis=0)
-            f["weights"][start:start + k] = self._weights[:k]
-            for name in self.state_sizes:
-                f[f"state/{name}"].resize(start + k, axis=0)
-                f[f"state/{name}"][start:start + k] = self._state[name][:k]
-            for name in self.extra_sizes:
-                f[name].resize(start + k, axis=0)
-                f[name][start:start + k] = self._extra[name][:k]
-            f["time"].resize(start + k, axis=0)
-            f["time"][start:start + k] = self._time[:k]
-            self.records += k
-            self._buffered = 0
-        if self._spikes:
-            self._flush_spikes()
-        self.file.flush()
+        start = self.records
+        rows = {"weights": self._weights[:k].copy()}
+        rows.update({f"state/{name}": self._state[name][:k].copy() for name in self.state_sizes})
+        rows.update({name: self._extra[name][:k].copy() for name in self.extra_sizes})
+        times = self._time[:k].copy()
+        spikes = {population: (list(ts), list(idx)) for population, (ts, idx) in self._spikes.items()}
+        for ts, idx in self._spikes.values():
+            ts.clear()
+            idx.clear()
+        self.records += k
+        self._buffered = 0
         self._last_flush = monotonic()
+        self._writer.submit(lambda: self._write(start, times, rows, spikes))
+
+    def wait(self):
+        """Block until everything flushed so far is on disk."""
+        self._writer.wait()
+
+    def _write(self, start, times, rows, spikes):
+        """(writer thread) Append ``rows`` at record ``start``, then the spikes, flush."""
+        f = self.file
+        k = times.shape[0]
+        if k:
+            # data first, time (the record count readers trust) last
+            for name, values in rows.items():
+                f[name].resize(start + k, axis=0)
+                f[name][start:start + k] = values
+            f["time"].resize(start + k, axis=0)
+            f["time"][start:start + k] = times
+        if spikes:
+            self._write_spikes(spikes)
+        f.flush()
 
     # -- spike times (spiking runs) ---------------------------------------------------
     def append_spikes(self, population, t, i):
@@ -175,9 +233,9 @@ class RunFile:
         buffer[0].append(np.asarray(t, "f8"))
         buffer[1].append(np.asarray(i, "i4"))
 
-    def _flush_spikes(self):
+    def _write_spikes(self, spikes):
         f = self.file
-        for population, (ts, idx) in self._spikes.items():
+        for population, (ts, idx) in spikes.items():
             if f"spikes/{population}/t" not in f:
                 for name, dtype in (("t", "f8"), ("i", "i4")):
                     f.create_dataset(f"spikes/{population}/{name}", shape=(0,), maxshape=(None,),
@@ -191,8 +249,6 @@ class RunFile:
             for name, data in (("i", i), ("t", t)):
                 f[f"spikes/{population}/{name}"].resize(n0 + data.size, axis=0)
                 f[f"spikes/{population}/{name}"][n0:] = data
-            ts.clear()
-            idx.clear()
 
     def close(self, status, message=None):
         """Flush, set the final ``status`` (and a ``message``), close."""
@@ -202,18 +258,21 @@ class RunFile:
             return
         try:
             self.flush()
+            self._writer.wait()
             self.file.attrs["status"] = status
             self.file.attrs["records"] = self.records
             self.file.attrs["finished"] = datetime.datetime.now().astimezone().isoformat()
             if message:
                 self.file.attrs["message"] = message
         finally:
+            self._writer.stop()
             self.file.close()
             self.file = None
 
     def discard(self):
         """Close and delete the file (bad input found after it was created)."""
         if self.file is not None:
+            self._writer.stop()
             self.file.close()
             self.file = None
         self.path.unlink(missing_ok=True)

@@ -68,7 +68,7 @@ def test_slow_threshold_uses_the_logged_value(tmp_path):
 @pytest.mark.parametrize("flush_seconds, expected", [(0.0, 3), (1e9, 0)])
 def test_records_reach_disk_by_wall_time(tmp_path, flush_seconds, expected):
     """A writer killed (SIGKILL) before its chunk is full keeps the records that
-    FLUSH_SECONDS had it write; with an endless interval it keeps none."""
+    FLUSH_SECONDS had it flush; with an endless interval it keeps none."""
     path = tmp_path / "run.h5"
     script = textwrap.dedent(f"""
         import os, signal
@@ -78,6 +78,7 @@ def test_records_reach_disk_by_wall_time(tmp_path, flush_seconds, expected):
         f = recorder.RunFile({str(path)!r}, 4, chunk=1000)
         for k in range(3):
             f.append(0.1 * k, np.full(4, float(k)))
+        f.wait()                 # what was handed to the writer thread is on disk
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

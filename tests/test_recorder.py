@@ -114,6 +114,7 @@ def test_runfile_streams_in_chunks(tmp_path):
     runfile = RunFile(tmp_path / "r.h5", 5, {"theta": 2}, chunk=4)
     for r in range(10):
         runfile.append(r * 0.1, np.full(5, r), {"theta": np.full(2, -r)})
+        runfile.wait()                       # the writer thread has written what it got
         assert runfile.file["time"].shape[0] == 4 * ((r + 1) // 4)
         assert runfile.file["weights"].shape[0] == 4 * ((r + 1) // 4)
         assert runfile._weights.shape == (4, 5)

@@ -129,3 +129,21 @@ def test_triplet_drift_matches_rate_limit(tmp_path, write_config):
     resid = drift - predicted
     assert abs(resid.mean()) < 4 * resid.std(ddof=1) / np.sqrt(resid.size)
     assert 1 - resid.var() / drift.var() > 0.9
+
+
+def test_analyze_triplet_run_reports_descent_where_weights_move(tmp_path, capsys):
+    """Issue 4: `plasticity analyze` on the shipped triplet experiment (a real Brian2
+    run), against the triplet rule's rate objective, descends on every moving record
+    and says which drift estimator and window it used."""
+    import json
+
+    path = _run([ROOT / "experiments" / "triplet_bcm.toml"], tmp_path / "out")
+    capsys.readouterr()
+    assert main(["analyze", str(path), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (result,) = document["results"]
+    assert result["loss"] == "triplet_bcm"
+    assert result["drift"] == "window" and result["window"] >= 1 and result["window_s"] > 0
+    assert result["moving_records"] >= 20
+    assert result["descent_fraction"] == 1.0
+    assert result["verdict"] in ("gradient", "natural-gradient-constant", "natural-gradient")
