@@ -36,6 +36,11 @@ class Parameter:
     def unit(self):
         return unit_symbol(self.dimension)
 
+    def describe(self):
+        """Default and meaning, for ``plasticity rules``."""
+        unit = "" if self.unit == "1" else f" {self.unit}"
+        return f"{self.default:g}{unit}  ({self.doc})"
+
     def parse(self, value):
         """SI float of a config value; ``ValueError`` if out of range."""
         number = parse_quantity(value, self.dimension)
@@ -105,12 +110,12 @@ class Rule:
 
     def describe(self):
         """Plain-text description for ``plasticity rules``."""
-        lines = [f"{self.name}: {self.summary}"]
+        tag = "" if self.kind == "rate" else f"  [{self.kind}]"
+        lines = [f"{self.name}: {self.summary}{tag}"]
         if self.reference:
             lines.append(f"    reference: {self.reference}")
         for key, p in self.parameters.items():
-            unit = "" if p.unit == "1" else f" {p.unit}"
-            lines.append(f"    {key} = {p.default:g}{unit}  ({p.doc})")
+            lines.append(f"    {key} = {p.describe()}")
         if self.state:
             lines.append(f"    plastic state: {', '.join(self.state)}")
         lines.append(f"    losses: {', '.join(self.losses) or '(none known)'}")
@@ -129,6 +134,9 @@ class Choice:
     doc: str = ""
     dimension: ClassVar[str] = "choice"
     unit: ClassVar[str] = ""
+
+    def describe(self):
+        return f"{self.default!r}  (one of {', '.join(self.choices)}; {self.doc})"
 
     def parse(self, value):
         if not isinstance(value, str) or value not in self.choices:
@@ -198,17 +206,3 @@ class SpikingRule(Rule):
         return {k: v for k, v in params.items()
                 if not isinstance(self.parameters[k], Choice)}
 
-    def describe(self):
-        lines = [f"{self.name}: {self.summary}  [spiking]"]
-        if self.reference:
-            lines.append(f"    reference: {self.reference}")
-        for key, p in self.parameters.items():
-            if isinstance(p, Choice):
-                lines.append(f"    {key} = {p.default!r}  (one of {', '.join(p.choices)}; {p.doc})")
-                continue
-            unit = "" if p.unit == "1" else f" {p.unit}"
-            lines.append(f"    {key} = {p.default:g}{unit}  ({p.doc})")
-        if self.state:
-            lines.append(f"    plastic state: {', '.join(self.state)}")
-        lines.append(f"    losses: {', '.join(self.losses) or '(none known)'}")
-        return "\n".join(lines)
