@@ -43,6 +43,12 @@ def load(path):
     return out
 
 
+def save(fig, name):
+    fig.tight_layout()
+    fig.savefig(FIG / name, dpi=80)
+    plt.close(fig)
+
+
 def brief(cert):
     keys = ("descent_fraction", "psi_deg", "kappa_min", "verdict")
     return {k: cert[k] for k in keys if k in cert}
@@ -62,13 +68,13 @@ def main():
     d = load(runs["lti_nonnormal"])
     v, g = s.losses["norm2"](d["W"])
     res = smallest_window(s.drift, s.losses["norm2"], d["W"], [0.0] + GRID, jacobian=s.jacobian)
+    factor = factor_linear_drift(A)
     numbers["lti"] = {
         "norm2": brief(certify(d["F"], g, v, d["t"], "norm2").summary()),
         "directions": {str(T): linear_window_descent(A, T) for T in (0.0, 0.1, 0.5, 1, 2, 2.5, 3)},
         "trajectory_window": res.summary(),
-        "factorization": {"exists": factor_linear_drift(A).exists,
-                          "eig_M": np.linalg.eigvalsh(factor_linear_drift(A).M).tolist(),
-                          "eig_H": np.linalg.eigvalsh(factor_linear_drift(A).H).tolist()},
+        "factorization": {"exists": factor.exists, "eig_M": np.linalg.eigvalsh(factor.M).tolist(),
+                          "eig_H": np.linalg.eigvalsh(factor.H).tolist()},
         "quadratic_fit": fit_quadratic_loss(d["W"], d["F"]).summary(),
         "recurrence": find_recurrence(d["W"], d["t"]),
     }
@@ -83,9 +89,7 @@ def main():
     ax[2].plot(res.grid, res.descent_fraction, "o-")
     ax[2].set(xlabel="window T (0: ‖w‖² itself)", ylabel="fraction of records descended",
               title=f"trajectory: smallest T = {res.T:g}")
-    fig.tight_layout()
-    fig.savefig(FIG / "no_loss_lti.png", dpi=80)
-    plt.close(fig)
+    save(fig, "no_loss_lti.png")
 
     # -- feedback alignment -------------------------------------------------------------
     s = system_from_file(runs["feedback_alignment"])
@@ -111,9 +115,7 @@ def main():
     ax[1].set(xlabel="t", ylabel="ψ (deg)", title="angle to −∇(task loss)")
     ax[2].plot(d["t"][live], align[live])
     ax[2].set(xlabel="t", ylabel="cos(W₂ᵀ, B)", title="alignment with feedback")
-    fig.tight_layout()
-    fig.savefig(FIG / "no_loss_feedback_alignment.png", dpi=80)
-    plt.close(fig)
+    save(fig, "no_loss_feedback_alignment.png")
 
     # -- momentum --------------------------------------------------------------------------
     s = system_from_file(runs["momentum"])
@@ -138,9 +140,7 @@ def main():
         ax[1].plot(r.grid, r.descent_fraction, "o-", label=name)
     ax[1].set(xlabel="window T", ylabel="fraction of records descended", title="window losses")
     ax[1].legend()
-    fig.tight_layout()
-    fig.savefig(FIG / "no_loss_momentum.png", dpi=80)
-    plt.close(fig)
+    save(fig, "no_loss_momentum.png")
 
     # -- BCM, slow threshold: mean field and Brian2 --------------------------------------------
     s = system_from_file(runs["bcm_slow_meanfield"])
@@ -174,9 +174,7 @@ def main():
                 a.axvline(tt, color="k", ls="--", lw=0.7)
         a.set(xlabel="t (s)", title=f"BCM slow θ, {title}" + ("\nrecurrence at dashed lines" if r else ""))
         a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(FIG / "no_loss_bcm.png", dpi=80)
-    plt.close(fig)
+    save(fig, "no_loss_bcm.png")
 
     def clean(x):
         if hasattr(x, "summary"):

@@ -68,7 +68,7 @@ def _version():
 
 def _cmd_run(args):
     from .config import load_config
-    from .runner import run
+    from .runner import results_dir, run
 
     experiment = load_config(args.config, args.overrides, seed=args.seed)
     if args.device and getattr(experiment, "kind", None) != "dynamics":
@@ -77,7 +77,7 @@ def _cmd_run(args):
     if args.out is not None:
         _check_out_dir(args.out, "--out ")
     else:
-        _check_out_dir(os.path.join("results", experiment.name), "")
+        _check_out_dir(results_dir(experiment), "")
     path = run(experiment, out_dir=args.out, progress=not args.quiet)
     print(path)
     return 0

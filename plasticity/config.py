@@ -21,7 +21,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 
 from .errors import ConfigError
 from .rules import RULES
-from .units import parse_quantity
+from .units import dimension_of, parse_quantity
 
 #: where the model specs live (``models/`` at the top of the repository)
 MODELS_DIR = Path(os.environ.get("PLASTICITY_MODELS", Path(__file__).resolve().parents[1] / "models"))
@@ -115,6 +115,19 @@ class Network(_Strict):
 _RATE_INPUT_KEYS = ("spectrum", "covariance", "mean", "patterns", "probabilities")
 
 
+def check_patterns(patterns, probabilities):
+    """``patterns`` rows of one length; ``probabilities`` (optional) one per row, not
+    all zero. Raises ValueError (also used by the ``bcm_slow`` dynamics system)."""
+    if len({len(row) for row in patterns}) != 1:
+        raise ValueError("all 'patterns' rows must have the same length")
+    if probabilities is not None:
+        if len(probabilities) != len(patterns):
+            raise ValueError(f"'probabilities' has {len(probabilities)} entries "
+                             f"for {len(patterns)} patterns")
+        if not sum(probabilities) > 0:
+            raise ValueError("'probabilities' must not all be zero")
+
+
 class Inputs(_Strict):
     kind: Literal["gaussian", "patterns", "poisson"]
     #: kind = "poisson": presynaptic firing rate(s), one for all or one per input
@@ -190,16 +203,9 @@ class Inputs(_Strict):
             if self.mean is not None:
                 raise ValueError(f"'mean' belongs to {prefix}\"gaussian\" (the mean of patterns "
                                  "follows from 'patterns' and 'probabilities')")
-            if len({len(row) for row in self.patterns}) != 1:
-                raise ValueError("all 'patterns' rows must have the same length")
             if self.spectrum is not None or self.covariance is not None:
                 raise ValueError(f"'spectrum'/'covariance' belong to {prefix}\"gaussian\"")
-            if self.probabilities is not None:
-                if len(self.probabilities) != len(self.patterns):
-                    raise ValueError(f"'probabilities' has {len(self.probabilities)} entries "
-                                     f"for {len(self.patterns)} patterns")
-                if not sum(self.probabilities) > 0:
-                    raise ValueError("'probabilities' must not all be zero")
+            check_patterns(self.patterns, self.probabilities)
 
     def _rate_size(self, kind):
         if kind == "gaussian":
@@ -338,10 +344,8 @@ def _check_spiking(experiment):
                     isinstance(value, (int, float)) and isinstance(known[key], (int, float))):
                 raise ValueError(f"network.params.{key}: expected a value like {known[key]!r}, got {value!r}")
             if isinstance(known[key], str):
-                from .units import parse_quantity
                 try:
-                    _, _, dim = _spec_quantity(known[key])
-                    parse_quantity(value, dim)
+                    parse_quantity(value, dimension_of(known[key]))
                 except ValueError as error:
                     raise ValueError(f"network.params.{key}: {error}") from None
     inputs = experiment.inputs
@@ -363,17 +367,6 @@ def _check_spiking(experiment):
     elif spec.get("neuron") == "poisson":
         raise ValueError(f"inputs.post_rates: missing (model {net.model!r} has Poisson "
                          f"postsynaptic neurons)")
-
-
-def _spec_quantity(text):
-    """``"20 ms"`` -> (number, unit symbol, dimension) of a model-spec value."""
-    from .units import _QUANTITY, _unit
-    match = _QUANTITY.match(text)
-    if not match:
-        raise ValueError(f"cannot read {text!r} as a quantity")
-    number, symbol = match.groups()
-    dim = _unit(symbol)[1] if symbol else "1"
-    return float(number), symbol, dim
 
 
 def _flat(value):
@@ -484,14 +477,19 @@ def load_config(path, overrides=(), seed=None):
 
 
 def _describe(error):
-    """One line from a pydantic ValidationError: the key path, what is wrong, the
-    allowed values where there is a list of them."""
-    first = error.errors()[0]
+    """One line from a pydantic ValidationError of an :class:`Experiment`."""
+    return describe_error(error.errors()[0], Experiment)
+
+
+def describe_error(first, model):
+    """One line from the first error (a dict of ``ValidationError.errors()``) of
+    validating ``model``: the key path, what is wrong, the allowed values where there is
+    a list of them."""
     loc = [str(part) for part in first["loc"]]
-    key = ".".join(loc) or "config"
+    key = ".".join(loc)
     kind, msg = first["type"], first["msg"]
     if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
+        allowed = _fields_at(loc[:-1], model)
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"{key}: unknown key{hint}"
     if kind == "missing":
@@ -501,13 +499,12 @@ def _describe(error):
         msg = msg[len("Value error, "):]
     elif kind != "model_type" and not isinstance(given, dict) and given is not None:
         msg = f"{msg} (got {given!r})"
-    if key.endswith("_cross_checks") or loc == []:
+    if not loc:
         return msg
     return f"{key}: {msg}"
 
 
-def _fields_at(loc):
-    model = Experiment
+def _fields_at(loc, model):
     for part in loc:
         field = model.model_fields.get(part)
         if field is None:

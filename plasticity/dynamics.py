@@ -48,34 +48,23 @@ Jacobian, losses) for the analysis (window losses need the drift function).
 
 import time as _time
 import tomllib
-from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import numpy as np
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .config import _is_multiple, _quantity, check_patterns, describe_error
 from .errors import ConfigError, Diverged, Interrupted
-from .recorder import RunFile, new_run_path
+from .recorder import RunFile
+from .runner import _Progress, run_path
 
 __all__ = ["DynamicsExperiment", "load_dynamics_config", "run", "make_system", "system_from_config",
            "system_from_file", "SYSTEMS", "LinearSystem", "FeedbackAlignment", "Momentum", "BCMSlow",
            "integrate"]
 
 
-def _time_value(value):
-    from .units import parse_quantity
-
-    return parse_quantity(value, "time")
-
-
-def _quantity_time():
-    from pydantic import BeforeValidator
-
-    return BeforeValidator(_time_value)
-
-
-Time = Annotated[float, _quantity_time(), Field(gt=0)]
+Time = Annotated[float, _quantity("time"), Field(gt=0)]
 Matrix = list[list[float]]
 
 
@@ -173,14 +162,7 @@ class BCMSlowConfig(_Common):
 
     @model_validator(mode="after")
     def _check(self):
-        if len({len(row) for row in self.patterns}) != 1:
-            raise ValueError("all 'patterns' rows must have the same length")
-        if self.probabilities is not None:
-            if len(self.probabilities) != len(self.patterns):
-                raise ValueError(f"'probabilities' has {len(self.probabilities)} entries for "
-                                 f"{len(self.patterns)} patterns")
-            if not sum(self.probabilities) > 0:
-                raise ValueError("'probabilities' must not all be zero")
+        check_patterns(self.patterns, self.probabilities)
         n = len(self.patterns[0])
         if self.w0 is None or len(self.w0) != n + 1:
             raise ValueError(f"'w0' must give (w, theta): {n + 1} entries")
@@ -204,8 +186,7 @@ class DynamicsExperiment(_Strict):
     def _steps(self):
         d = self.dynamics
         for key, value in (("record_every", d.record_every), ("duration", d.duration)):
-            ratio = value / d.dt
-            if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio):
+            if not _is_multiple(value, d.dt):
                 raise ValueError(f"dynamics.{key}: {value:g} is not a multiple of dynamics.dt = {d.dt:g}")
         if d.record_every > d.duration:
             raise ValueError(f"dynamics.record_every: {d.record_every:g} is longer than "
@@ -225,23 +206,14 @@ def load_dynamics_config(data, source="config"):
     try:
         return DynamicsExperiment.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        loc = [str(p) for p in first["loc"]]
+        first = dict(error.errors()[0])
+        loc = first["loc"]
         # drop the discriminator tag pydantic inserts into the location
         if len(loc) >= 2 and loc[0] == "dynamics" and loc[1] in SYSTEMS:
-            loc = [loc[0]] + loc[2:]
-        key = ".".join(loc)
-        msg = first["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        if first["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif first["type"] == "missing":
-            msg = "missing required key"
-        elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            msg = f"'system' must be one of {', '.join(SYSTEMS)}"
-        return_key = f"{key}: " if key and not key.endswith("_check") and not key.endswith("_steps") else ""
-        raise ConfigError(f"{source}: {return_key}{msg}") from None
+            first["loc"] = (loc[0], *loc[2:])
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            first["msg"] = f"'system' must be one of {', '.join(SYSTEMS)}"
+        raise ConfigError(f"{source}: {describe_error(first, DynamicsExperiment)}") from None
 
 
 # ----------------------------------------------------------------------------------
@@ -526,10 +498,7 @@ def run(experiment, out_dir=None, path=None, progress=False):
     cfg = experiment.dynamics
     system = system_from_config(experiment)
     n = system.n
-    if path is None:
-        directory = Path(out_dir) if out_dir is not None else Path("results") / experiment.name
-        path = new_run_path(directory, experiment.seed)
-    runfile = RunFile(path, n, extra_sizes={"drift": n})
+    runfile = RunFile(run_path(experiment, out_dir, path), n, extra_sizes={"drift": n})
     runfile.write_metadata(config_toml=experiment.to_toml(), rule=system.name, model="dynamics",
                            seed=experiment.seed, pre=np.arange(n), post=np.zeros(n, int),
                            attrs={"device": "numpy", "n_pre": n, "n_post": 1, "dt": cfg.dt,
@@ -553,11 +522,7 @@ def run(experiment, out_dir=None, path=None, progress=False):
         times.clear()
         states.clear()
 
-    bar = None
-    if progress:
-        from .runner import _Progress
-
-        bar = _Progress(cfg.duration, True, experiment.name)
+    bar = _Progress(cfg.duration, progress, experiment.name)
     try:
         for step, w in integrate(system, system.w0, cfg.dt, steps, every, cfg.bound):
             times.append(step * cfg.dt)
@@ -570,8 +535,7 @@ def run(experiment, out_dir=None, path=None, progress=False):
                 break
             if len(times) >= runfile.chunk:
                 write_block()
-            if bar is not None:
-                bar.update_to(step * cfg.dt)
+            bar.update_to(step * cfg.dt)
         write_block()
     except KeyboardInterrupt:
         write_block()
@@ -582,8 +546,7 @@ def run(experiment, out_dir=None, path=None, progress=False):
         runfile.close("failed", f"{type(error).__name__}: {error}")
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     runfile.file.attrs["wall_time"] = _time.time() - started
     runfile.close(status, message)
     if status == "diverged":

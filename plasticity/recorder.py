@@ -161,9 +161,10 @@ class RunFile:
         f.attrs["rule"] = rule
         f.attrs["model"] = model
         f.attrs["seed"] = int(seed)
-        for key, value in versions().items():
+        found = versions()
+        for key, value in found.items():
             f.attrs[f"version_{key}"] = value
-        f.attrs["versions"] = ", ".join(f"{k} {v}" for k, v in versions().items())
+        f.attrs["versions"] = ", ".join(f"{k} {v}" for k, v in found.items())
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
         f["config"] = config_toml

@@ -42,7 +42,16 @@ def choose_device(experiment, n_synapses):
 
 
 def results_dir(experiment, out_dir=None):
+    """The folder of a run's file: ``out_dir``, default ``results/<name>/``."""
     return Path(out_dir) if out_dir is not None else Path("results") / experiment.name
+
+
+def run_path(experiment, out_dir=None, path=None):
+    """The run file to write: ``path`` if given, else a fresh file in
+    :func:`results_dir`."""
+    if path is not None:
+        return Path(path)
+    return new_run_path(results_dir(experiment, out_dir), experiment.seed)
 
 
 @contextmanager
@@ -156,19 +165,22 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None, _
     return _run_runtime(experiment, rule, params, parts, out_dir, path, progress)
 
 
-def open_run_file(experiment, rule, parts, out_dir, path, device):
-    """Create the run file of an experiment and write its metadata."""
-    path = Path(path) if path is not None else new_run_path(results_dir(experiment, out_dir),
-                                                            experiment.seed)
+def open_run_file(experiment, rule, parts, out_dir, path, device, *, stats=None, extra_sizes=None,
+                  attrs=None):
+    """Create the run file of an experiment and write its metadata (input statistics
+    ``stats``, default ``parts.stats``; ``extra_sizes`` and ``attrs`` as
+    :class:`~plasticity.recorder.RunFile` takes them)."""
+    path = run_path(experiment, out_dir, path)
     state_sizes = {name: experiment.network.n_post for name in rule.state} if experiment.record.state else {}
-    runfile = RunFile(path, len(parts.topology.pre), state_sizes)
+    runfile = RunFile(path, len(parts.topology.pre), state_sizes, extra_sizes=extra_sizes)
     runfile.write_metadata(config_toml=experiment.to_toml(), rule=rule.name,
                            model=experiment.network.model, seed=experiment.seed,
-                           pre=parts.topology.pre, post=parts.topology.post, stats=parts.stats,
+                           pre=parts.topology.pre, post=parts.topology.post,
+                           stats=parts.stats if stats is None else stats,
                            attrs={"device": device, "n_pre": experiment.network.n_pre,
                                   "n_post": experiment.network.n_post,
                                   "dt": experiment.simulation.dt,
-                                  "record_every": experiment.record.every})
+                                  "record_every": experiment.record.every, **(attrs or {})})
     return runfile
 
 

@@ -37,13 +37,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import _spec_quantity
 from .errors import ConfigError
 from .inputs import InputStats
 from .network import Topology, initial_weights, input_group, make_topology
-from .recorder import RunFile, new_run_path
 from .rules import get_rule
-from .units import parse_quantity
+from .units import dimension_of, parse_quantity
 
 
 def _units():
@@ -62,7 +60,7 @@ def model_params(experiment):
     out = {}
     for key, value in values.items():
         if isinstance(value, str):
-            _, _, dim = _spec_quantity(spec["params"][key])
+            dim = dimension_of(spec["params"][key])
             out[key] = parse_quantity(value, dim) * units[dim]
         else:
             out[key] = value
@@ -284,15 +282,12 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
     """Run a spiking experiment (runtime device) and return its run file's path."""
     import brian2 as b2
 
-    from .runner import _Progress, check_finite, drive, finish, results_dir
+    from .runner import _Progress, check_finite, drive, finish, open_run_file
 
     rule = get_rule(experiment.rule.name)
     params = experiment.rule.params
     rng = np.random.default_rng(experiment.seed)
     sim = experiment.simulation
-    if sim.device == "cpp_standalone":
-        raise ConfigError("simulation.device: spiking models run on the runtime device only "
-                          "(allowed: runtime, auto)")
     b2.set_device("runtime")
     b2.prefs.codegen.target = "cython"
     b2.defaultclock.dt = sim.dt * b2.second
@@ -301,16 +296,10 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
                                   record_spikes=experiment.record.spikes)
 
     n_pre, n_post = experiment.network.n_pre, experiment.network.n_post
-    path = path if path is not None else new_run_path(results_dir(experiment, out_dir), experiment.seed)
-    runfile = RunFile(path, len(parts.topology.pre), {},
-                      extra_sizes={"rates/pre": n_pre, "rates/post": n_post})
-    stats = _PoissonStats(parts.input_rates, parts.modulation, experiment.inputs)
-    runfile.write_metadata(config_toml=experiment.to_toml(), rule=rule.name,
-                           model=experiment.network.model, seed=experiment.seed,
-                           pre=parts.topology.pre, post=parts.topology.post, stats=stats,
-                           attrs={"device": "runtime", "kind": "spiking",
-                                  "n_pre": n_pre, "n_post": n_post, "dt": sim.dt,
-                                  "record_every": experiment.record.every})
+    runfile = open_run_file(experiment, rule, parts, out_dir, path, "runtime",
+                            stats=_PoissonStats(parts.input_rates, parts.modulation, experiment.inputs),
+                            extra_sizes={"rates/pre": n_pre, "rates/post": n_post},
+                            attrs={"kind": "spiking"})
     f = runfile.file
     f["rates"].attrs["unit"] = "Hz"
     f["rates"].attrs["interval"] = ("row k: spike count over (time[k-1], time[k]] divided by "

@@ -147,12 +147,12 @@ def run(experiment, rule, params, rng, out_dir=None, path=None, progress=True, b
     """
     import brian2 as b2
 
+    from .config import experiment_steps
     from .network import build_rate_network
     from .runner import _Progress, finish, open_run_file
 
     sim = experiment.simulation
-    n_steps = sim.steps
-    every_steps = int(round(experiment.record.every / sim.dt))
+    n_steps, every_steps = experiment_steps(experiment)
     folder = _BuildDir(experiment, build_dir, record)
     timings = {}
     try:
@@ -300,6 +300,10 @@ def _stream(command, cwd, env, runfile, experiment, state_names, n_syn, n_post, 
 
     buffer = np.empty(record_doubles)
     view = memoryview(buffer).cast("B")
+    # views into the buffer: each record read overwrites what they show
+    weights = buffer[1:1 + n_syn]
+    state = {name: buffer[1 + n_syn + j * n_post:1 + n_syn + (j + 1) * n_post]
+             for j, name in enumerate(state_names)}
     filled = 0
     sampled = _time.monotonic()
     try:
@@ -315,9 +319,6 @@ def _stream(command, cwd, env, runfile, experiment, state_names, n_syn, n_post, 
                 if outcome["status"] is not None:
                     continue  # stopping: drain the pipe, keep nothing more
                 t = float(buffer[0])
-                weights = buffer[1:1 + n_syn]
-                state = {name: buffer[1 + n_syn + j * n_post:1 + n_syn + (j + 1) * n_post]
-                         for j, name in enumerate(state_names)}
                 problem = check_finite(weights, state, sim.weight_bound)
                 runfile.append(t, weights, state)
                 outcome["time"] = t

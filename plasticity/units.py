@@ -71,6 +71,16 @@ def parse_quantity(value, dimension="1"):
     return float(number) * scale
 
 
+def dimension_of(text):
+    """The dimension of a quantity string (``"20 ms"`` -> ``"time"``, ``"3"`` -> ``"1"``),
+    e.g. of a model-spec value."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"cannot read {text!r} as a quantity")
+    symbol = match.group(2)
+    return _unit(symbol)[1] if symbol else "1"
+
+
 def unit_symbol(dimension):
     """The SI unit symbol of a dimension name (``"time"`` -> ``"s"``)."""
     return _UNIT_OF_DIMENSION[dimension]

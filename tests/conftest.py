@@ -153,3 +153,25 @@ def wait_for_records(directory, minimum=1, timeout=120, process=None):
 def files_under(path):
     path = Path(path)
     return sorted(p.relative_to(path) for p in path.rglob("*")) if path.exists() else []
+
+
+def run_in_process(args, out):
+    """``plasticity run *args --out out -q`` in this process; it must succeed. Returns
+    the one run file it wrote under ``out``."""
+    from plasticity.cli import main
+
+    assert main(["run", *map(str, args), "--out", str(out), "-q"]) == 0
+    (path,) = Path(out).glob("*.h5")
+    return path
+
+
+def assert_run_rejected(config_path, out, expected, capsys):
+    """``plasticity run config_path --out out`` (in process) exits 2 with a one-line
+    message containing ``expected``, no traceback, and writes nothing under ``out``."""
+    from plasticity.cli import main
+
+    code = main(["run", str(config_path), "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err and "\n" not in err.strip() and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())

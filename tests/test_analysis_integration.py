@@ -9,12 +9,12 @@ import json
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import EXPERIMENTS, ROOT
 from plasticity import dynamics
 from plasticity.analysis import Layout, analyze_file, format_table
 from plasticity.analysis.synthetic import euler_trajectory, write_run_file
@@ -22,8 +22,6 @@ from plasticity.cli import main
 from plasticity.inputs import InputStats
 from plasticity.rules import SpikeRates, get_rule
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ROOT / "experiments"
 
 
 def analyze_cli(capsys, *args):

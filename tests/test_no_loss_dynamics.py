@@ -1,16 +1,14 @@
 """Dynamics experiments (kind = "dynamics"): config, integration, the run file layout."""
 
 import tomllib
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import EXPERIMENTS
 from plasticity.errors import ConfigError
 from plasticity.dynamics import load_dynamics_config, run, system_from_config, system_from_file
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def small(name, **changes):

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import BASE_CONFIG, last_line, run_file_path, wait_for_records
+from conftest import last_line, run_file_path, wait_for_records
 from plasticity.config import load_config, validate
 from plasticity.recorder import FORMAT, RunFile
 

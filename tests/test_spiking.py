@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import assert_run_rejected, run_in_process
 from plasticity.cli import main
 from plasticity.config import validate
 from plasticity.rules import RULES, SpikeRates
@@ -77,14 +78,7 @@ BAD = [
 @pytest.mark.parametrize("base, key, value, expected", BAD,
                          ids=[f"{k}={v if v is not _DELETE else 'missing'}" for _, k, v, _ in BAD])
 def test_bad_spiking_config_exits_2(base, key, value, expected, tmp_path, write_config, capsys):
-    data = _set(base, key, value)
-    path = write_config(data)
-    out = tmp_path / "out"
-    code = main(["run", str(path), "--out", str(out), "-q"])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert expected in err and "\n" not in err.strip() and "Traceback" not in err
-    assert not out.exists() or not any(out.iterdir())
+    assert_run_rejected(write_config(_set(base, key, value)), tmp_path / "out", expected, capsys)
 
 
 def test_rate_model_rejects_spiking_rule_and_poisson_inputs(base_config):
@@ -146,10 +140,7 @@ def test_triplet_objective_gradient_is_minus_drift():
 
 
 def test_spiking_run_file_layout(tmp_path, write_config):
-    path = write_config(PAIR_CONFIG)
-    out = tmp_path / "out"
-    assert main(["run", str(path), "--out", str(out), "-q"]) == 0
-    (run,) = out.glob("*.h5")
+    run = run_in_process([write_config(PAIR_CONFIG)], tmp_path / "out")
     with h5py.File(run) as f:
         assert f.attrs["status"] == "complete" and f.attrs["kind"] == "spiking"
         assert f.attrs["rule"] == "stdp" and f.attrs["model"] == "poisson_pair"
@@ -170,10 +161,7 @@ def test_spiking_run_file_layout(tmp_path, write_config):
 
 
 def test_lif_run_fires_and_clips(tmp_path, write_config):
-    path = write_config(LIF_CONFIG)
-    out = tmp_path / "out"
-    assert main(["run", str(path), "--out", str(out), "-q"]) == 0
-    (run,) = out.glob("*.h5")
+    run = run_in_process([write_config(LIF_CONFIG)], tmp_path / "out")
     with h5py.File(run) as f:
         w = f["weights"][()]
         assert np.all((w >= 0) & (w <= 0.1))
@@ -192,10 +180,7 @@ def _drift_check(rule_name, params, n_post, post_rate, tmp_path, write_config, d
     data["rule"] = {"name": rule_name, **params}
     data["simulation"]["duration"] = duration
     data["record"] = {"every": "500 ms"}
-    path = write_config(data)
-    out = tmp_path / f"out_{rule_name}"
-    assert main(["run", str(path), "--out", str(out), "-q"]) == 0
-    (run,) = out.glob("*.h5")
+    run = run_in_process([write_config(data)], tmp_path / f"out_{rule_name}")
     rule = RULES[rule_name]
     resolved = rule.resolve(params)
     with h5py.File(run) as f:

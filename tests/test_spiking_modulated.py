@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from plasticity.cli import main
+from conftest import assert_run_rejected
 from plasticity.config import validate
 from plasticity.inputs import InputStats
 from plasticity.runner import run
@@ -140,13 +140,8 @@ BAD = [
 
 @pytest.mark.parametrize("changes, expected", BAD, ids=[e for _, e in BAD])
 def test_bad_modulation_config_exits_2(changes, expected, tmp_path, write_config, capsys):
-    path = write_config(_with(PATTERN_CONFIG, **changes))
-    out = tmp_path / "out"
-    code = main(["run", str(path), "--out", str(out), "-q"])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert expected in err and "\n" not in err.strip() and "Traceback" not in err
-    assert not out.exists() or not any(out.iterdir())
+    assert_run_rejected(write_config(_with(PATTERN_CONFIG, **changes)), tmp_path / "out", expected,
+                        capsys)
 
 
 def test_modulation_on_rate_inputs_is_rejected(base_config):

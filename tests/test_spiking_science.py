@@ -4,28 +4,21 @@ The Song runs simulate 1000 synapses for 50 s each (about half a minute each her
 marked slow."""
 
 import copy
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import EXPERIMENTS, run_in_process
 from plasticity.cli import main
 from plasticity.rules import RULES
 from plasticity.rules.triplet import Triplet
 
-ROOT = Path(__file__).resolve().parents[1]
-SONG = ROOT / "experiments" / "stdp_song2000.toml"
-
-
-def _run(args, out):
-    assert main(["run", *map(str, args), "--out", str(out), "-q"]) == 0
-    (path,) = Path(out).glob("*.h5")
-    return path
+SONG = EXPERIMENTS / "stdp_song2000.toml"
 
 
 def song_histogram(bounds, tmp_path, duration="50 s"):
-    path = _run([SONG, "--set", f'rule.bounds="{bounds}"', "--set", f'simulation.duration="{duration}"',
+    path = run_in_process([SONG, "--set", f'rule.bounds="{bounds}"', "--set", f'simulation.duration="{duration}"',
                  "--set", 'record.every="1 s"'], tmp_path / bounds)
     with h5py.File(path) as f:
         w = f["weights"][-1]
@@ -76,7 +69,7 @@ def triplet_threshold(tmp_path, write_config, data=TRIPLET_CONFIG):
     """Measured threshold rate: fit ``Δw/(T r_x r_y) = a r_y − b`` over the postsynaptic
     neurons (independent Poisson trains at 8–32 Hz), threshold ``b/a``; its standard
     error by bootstrap over neurons. Returns (threshold, se, per-neuron rates, drifts)."""
-    path = _run([write_config(data)], tmp_path / "triplet")
+    path = run_in_process([write_config(data)], tmp_path / "triplet")
     with h5py.File(path) as f:
         t = f["time"][()]
         w = f["weights"][()]
@@ -137,7 +130,7 @@ def test_analyze_triplet_run_reports_descent_where_weights_move(tmp_path, capsys
     and says which drift estimator and window it used."""
     import json
 
-    path = _run([ROOT / "experiments" / "triplet_bcm.toml"], tmp_path / "out")
+    path = run_in_process([EXPERIMENTS / "triplet_bcm.toml"], tmp_path / "out")
     capsys.readouterr()
     assert main(["analyze", str(path), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)

@@ -17,16 +17,11 @@ import numpy as np
 
 from ..inputs import InputStats
 
-__all__ = ["SharedProductStats", "product_with_covariance"]
+__all__ = ["SharedProductStats"]
 
 
 def _key(W):
     return (W.__array_interface__["data"][0], W.shape, W.strides, W.dtype.str)
-
-
-def product_with_covariance(stats, W):
-    """``W @ stats.covariance`` (memoised when ``stats`` is a :class:`SharedProductStats`)."""
-    return stats.product(W)
 
 
 class SharedProductStats(InputStats):

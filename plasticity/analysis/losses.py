@@ -37,7 +37,6 @@ import numpy as np
 from scipy.special import ndtr
 
 from ..errors import BadInput
-from .fast_stats import product_with_covariance
 
 __all__ = ["Loss", "RateLoss", "quadratic_loss", "rule_losses", "make_loss", "load_user_loss",
            "resolve_loss", "LOSSES", "RATE_LOSSES", "mean_value_gradient"]
@@ -118,7 +117,7 @@ def _cross_indicator(stats, W):
         return np.einsum("k,...kj,ki->...ji", stats.probabilities, Y.astype(float), stats.patterns)
     # Gaussian, Stein's lemma: E[x 1{y>0}] = μ P(y>0) + C w p_y(0)
     m = W @ stats.mean
-    WC = product_with_covariance(stats, W)
+    WC = stats.product(W)   # memoised per chunk by SharedProductStats
     s = np.sqrt(np.clip(np.sum(WC * W, -1), 0.0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(s > 0, m / np.where(s > 0, s, 1.0), np.where(m > 0, np.inf, -np.inf))
@@ -148,7 +147,7 @@ def _rayleigh(stats):
 
     def dense(W):
         # R W = C W + μ (μ·w): one shared BLAS product (see fast_stats)
-        RW = product_with_covariance(stats, W)
+        RW = stats.product(W)
         if not centred:
             RW = RW + (W @ mean)[..., None] * mean
         wRw = np.sum(RW * W, -1)

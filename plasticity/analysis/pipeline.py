@@ -212,22 +212,21 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         if hasattr(run.stats, "clear"):
             run.stats.clear()
         chunk_losses = bind(start, stop)
-        if kind == "expected":
-            stats = run.stats_for(start, stop)
-            f = expected_drift(run.rule, run.params, stats, layout, w, include_state=False)[:, :S]
-            w = w[:, :S]
-            for loss, cert in zip(chunk_losses, certifiers):
-                values, g = loss.value_and_grad(w)
-                cert.add(f, g, values, t)
-        elif kind == "given":
-            for loss, cert in zip(chunk_losses, certifiers):
-                values, g = loss.value_and_grad(w)
-                cert.add(given, g, values, t)
-        else:
+        if kind == "window":
             f, w0, w1 = window_drift(run.time[start:stop + h], w, h)
             for loss, cert in zip(chunk_losses, certifiers):
                 gbar, v0, _ = mean_value_gradient(loss, w0, w1)
                 cert.add(f, gbar, v0, t)
+            continue
+        if kind == "expected":
+            stats = run.stats_for(start, stop)
+            f = expected_drift(run.rule, run.params, stats, layout, w, include_state=False)[:, :S]
+            w = w[:, :S]
+        else:
+            f = given
+        for loss, cert in zip(chunk_losses, certifiers):
+            values, g = loss.value_and_grad(w)
+            cert.add(f, g, values, t)
     # a dynamics run's /drift is the system's exact drift: "expected" in DESIGN.md's terms
     label = "expected" if (kind == "given" and run.is_dynamics) else kind
     spiking = run.rule is not None and getattr(run.rule, "kind", "rate") == "spiking"
