@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import EXPERIMENTS
+from conftest import EXPERIMENTS, assert_run_rejected
 from plasticity.errors import ConfigError
 from plasticity.dynamics import load_dynamics_config, run, system_from_config, system_from_file
 
@@ -40,6 +40,18 @@ def test_config_errors_name_the_key():
         load_dynamics_config(small("momentum", w0=[1.0, 0.0]), "x.toml")
     with pytest.raises(ConfigError, match="multiple"):
         load_dynamics_config(small("lti_nonnormal", record_every=0.0015), "x.toml")
+
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"Aa": 1}, "dynamics.Aa: unknown key"),
+    ({"duration": -1}, "dynamics.duration"),
+    ({"record_every": 0.0015}, "multiple"),
+])
+def test_bad_dynamics_config_exits_2_and_writes_nothing(tmp_path, write_config, capsys,
+                                                        changes, expected):
+    config = write_config(small("lti_nonnormal", **changes))
+    assert_run_rejected(config, tmp_path / "out", expected, capsys)
 
 
 def test_runner_writes_layout(tmp_path):
