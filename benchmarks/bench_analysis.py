@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from plasticity.analysis import certify_run, make_loss, open_run
-from plasticity.analysis.fast_stats import SharedProductStats
+from plasticity.inputs import SharedProductStats
 from plasticity.analysis.synthetic import write_run_file
 from plasticity.inputs import InputStats
 from plasticity.rules import get_rule

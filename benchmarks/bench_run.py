@@ -2,17 +2,17 @@
 
 Runs the same work three ways in one process and prints a Markdown table:
 
-- ``plasticity.runner.run`` on the runtime device (Brian2 + Cython, code cache warm:
+- ``plasticity.sim.run`` on the runtime device (Brian2 + Cython, code cache warm:
   a first, untimed run of a short version warms it);
-- ``plasticity.runner.run`` on cpp_standalone: first with an empty build cache (the
+- ``plasticity.sim.run`` on cpp_standalone: first with an empty build cache (the
   one-time build), then warm (the number that counts);
 - a plain vectorised NumPy loop (``numpy.random.Generator`` draws the inputs each
   step, ``y = w @ x``, ``w += eta dt y (x - y w)``), recording into an HDF5 file with
-  the same :class:`plasticity.recorder.RunFile` writer the runs use.
+  the same :class:`plasticity.io.RunFile` writer the runs use.
 
 Times are wall-clock of the whole call (network construction, warm build, run,
 writing the file). "no recorder" runs use the private ``_record=False`` flag of
-:func:`plasticity.runner.run`. Peak memory: each device is run for 1x and 10x the
+:func:`plasticity.sim.run`. Peak memory: each device is run for 1x and 10x the
 duration in a child process, which reports its own ``ru_maxrss`` (Python) and that of
 its children (the standalone program).
 
@@ -56,8 +56,8 @@ def experiment(device, steps=STEPS):
 
 def numpy_run(exp, path, record=True):
     """The same model as a plain vectorised NumPy loop; records through RunFile."""
-    from plasticity.network import initial_weights, make_stats, make_topology
-    from plasticity.recorder import RunFile
+    from plasticity.sim.rate import initial_weights, make_stats, make_topology
+    from plasticity.io import RunFile
 
     rng = np.random.default_rng(exp.seed)
     stats = make_stats(exp, rng)
@@ -89,7 +89,7 @@ def timed(fn, *args, **kwargs):
 
 
 def plasticity_run(device, out, record=True, steps=STEPS):
-    from plasticity.runner import run
+    from plasticity.sim import run
 
     return run(experiment(device, steps), out_dir=out, progress=False, _record=record)
 

@@ -4,11 +4,11 @@ The experiment ``experiments/stdp_song2000.toml`` (1000 Poisson inputs at 15 Hz 
 one conductance-based LIF neuron, additive STDP clipped to [0, g_max], dt = 0.1 ms, a
 weight record every 100 ms) run two ways in one process, runtime device (Cython):
 
-- ``plasticity``: ``plasticity.config.load_config`` + ``plasticity.runner.run``
+- ``plasticity``: ``plasticity.config.load_config`` + ``plasticity.sim.run``
   (``progress=False``): builds the network from the model spec and the rule, streams
   the weights and the per-interval pre/post firing rates to an HDF5 file (``RunFile``);
 - ``brian2``: the same network written directly in Brian2 (the equations and the
-  on_pre/on_post code copied from ``models/lif_poisson.toml`` / ``plasticity.spiking``
+  on_pre/on_post code copied from ``models/lif_poisson.toml`` / ``plasticity.sim.spiking``
   and ``plasticity.rules.stdp``), with a
   ``StateMonitor(synapses, 'w', record=np.arange(1000), dt=record_every)`` keeping the
   weights in memory (its last record is read back at the end, without copying
@@ -55,7 +55,7 @@ EVERY = 0.1         # s, record interval
 W_LOW, W_HIGH = 0.0, 0.01
 SEED = 1
 
-# plasticity.spiking.LIF_EQS
+# plasticity.sim.spiking.LIF_EQS
 LIF_EQS = """
 dv/dt = (V_rest - v + g_ex * (E_ex - v) + g_in * (E_in - v)) / tau_m : volt (unless refractory)
 dg_ex/dt = -g_ex / tau_ex : 1
@@ -84,7 +84,7 @@ def check_same_parameters():
     import brian2 as b2
 
     from plasticity.rules import get_rule
-    from plasticity.spiking import model_params, rule_namespace
+    from plasticity.sim.spiking import model_params, rule_namespace
 
     exp = experiment(1.0)
     ours = {**model_params(exp), **rule_namespace(get_rule("stdp"), exp.rule.params)}
@@ -102,7 +102,7 @@ def plasticity_run(duration, out):
     """The experiment through plasticity; returns (path, post-synaptic rate in Hz)."""
     import h5py
 
-    from plasticity.runner import run
+    from plasticity.sim import run
 
     path = run(experiment(duration), out_dir=out, progress=False)
     with h5py.File(path, "r") as f:

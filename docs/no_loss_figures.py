@@ -26,11 +26,19 @@ from plasticity.analysis.lyapunov import fit_quadratic_loss  # noqa: E402
 from plasticity.analysis.metrics import batch_metric_stats  # noqa: E402
 from plasticity.analysis.recurrence import find_recurrence  # noqa: E402
 from plasticity.analysis.window import linear_window_descent, smallest_window  # noqa: E402
-from plasticity.dynamics import load_dynamics_config, run, system_from_file  # noqa: E402
+from plasticity.analysis import open_run  # noqa: E402
+from plasticity.analysis.pipeline import dynamics_system  # noqa: E402
+from plasticity.config import load_config  # noqa: E402
+from plasticity.sim import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG = ROOT / "docs" / "figures"
 GRID = [0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0]
+
+
+def system_from_file(path):
+    with open_run(path) as opened:
+        return dynamics_system(opened)
 
 
 def load(path):
@@ -59,8 +67,7 @@ def main():
     tmp = Path(tempfile.mkdtemp())
     runs = {}
     for name in ("lti_nonnormal", "feedback_alignment", "momentum", "bcm_slow_meanfield"):
-        cfg = load_dynamics_config(tomllib.loads((ROOT / "experiments" / f"{name}.toml").read_text()), name)
-        runs[name] = run(cfg, out_dir=tmp)
+        runs[name] = run(load_config(ROOT / "experiments" / f"{name}.toml"), out_dir=tmp, progress=False)
 
     # -- LTI -------------------------------------------------------------------------
     A = np.array([[-1.0, 10.0], [0.0, -2.0]])

@@ -1,6 +1,6 @@
 """A user's loss for ``plasticity analyze --loss examples/quadratic_loss.py:quadratic``.
 
-The signature ``plasticity analyze`` expects (DESIGN.md): a function taking the weights
+The signature ``plasticity analyze`` expects (README, "Analysing trajectories from other simulators"): a function taking the weights
 of many records at once, an array of shape (T, n), and returning ``(values, gradients)``
 of shapes (T,) and (T, n). Here the regression loss of
 ``examples/external_trajectory.py``: ``L(w) = ½ (w − w*)ᵀ H (w − w*)``.

@@ -1,6 +1,6 @@
 """The ``plasticity`` command: run, validate, rules, analyze, report.
 
-Exit codes (DESIGN.md): 0 success; 2 bad input (one line naming the key, file or
+Exit codes (README, "Running experiments"): 0 success; 2 bad input (one line naming the key, file or
 value; no traceback; nothing written); 3 the run diverged (log kept); 130 interrupted
 by SIGINT/SIGTERM (log kept); 1 anything else.
 """
@@ -68,7 +68,7 @@ def _version():
 
 def _cmd_run(args):
     from .config import load_config
-    from .runner import results_dir, run
+    from .sim import results_dir, run
 
     experiment = load_config(args.config, args.overrides, seed=args.seed)
     if args.device and getattr(experiment, "kind", None) != "dynamics":
@@ -116,7 +116,7 @@ def _cmd_rules(args):
 
 
 def _cmd_analyze(args):
-    from .analysis.cli_support import analyze_file, format_table
+    from .analysis import analyze_file, format_table
 
     if args.window is not None and args.window < 1:
         raise BadInput(f"--window {args.window}: must be a positive number of records")

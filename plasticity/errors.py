@@ -1,4 +1,4 @@
-"""Exceptions that the command line turns into exit codes (see DESIGN.md).
+"""Exceptions that the command line turns into exit codes (the exit codes are listed in the README).
 
 - :class:`BadInput` (exit 2): a config, argument or file is wrong. The message is one
   line that names the offending key, file or value.

@@ -1,5 +1,5 @@
 """Input statistics: what the inputs are (for the simulation) and their moments (for
-the expected drift of each rule, MATH.md §8). NumPy only.
+the expected drift of each rule, docs/math.md §8). NumPy only.
 
 Two kinds of rate input ``x ∈ R^n``:
 
@@ -179,38 +179,67 @@ class InputStats:
             result = result + k * moments[k - 1][..., None] * self.product(W)
         return result
 
-    # -- storage ----------------------------------------------------------------------
-    def to_hdf5(self, group):
-        group.attrs["kind"] = self.kind
-        group.attrs["transfer"] = self.transfer
-        group["mean"] = self.mean
-        n = self.n
-        if self.diagonal:
-            group["variances"] = self.variances
-        if self.diagonal and n > 512:
-            # a large diagonal covariance: chunked, only the diagonal blocks written (the
-            # other chunks read back as the fill value 0), so neither time nor file size
-            # goes as n²; readers see the same dense dataset
-            block = 512
-            data = group.create_dataset("covariance", shape=(n, n), dtype="f8", fillvalue=0.0,
-                                        chunks=(block, block), compression="gzip",
-                                        compression_opts=1)
-            for start in range(0, n, block):
-                stop = min(n, start + block)
-                data[start:stop, start:stop] = np.diag(self.variances[start:stop])
-        else:
-            group["covariance"] = self.covariance
-        if self.patterns is not None:
-            group["patterns"] = self.patterns
-            group["probabilities"] = self.probabilities
 
-    @classmethod
-    def from_hdf5(cls, group):
-        kind = str(group.attrs["kind"])
-        transfer_name = str(group.attrs.get("transfer", "linear"))
-        if kind == "patterns":
-            return cls.from_patterns(group["patterns"][()], group["probabilities"][()], transfer_name)
-        if "variances" in group:   # diagonal: never read the n×n dataset
-            return cls("gaussian", group["mean"][()], transfer=transfer_name,
-                       variances=group["variances"][()])
-        return cls("gaussian", group["mean"][()], group["covariance"][()], transfer_name)
+# ----------------------------------------------------------------------------------
+# One W C per chunk of records
+
+def _key(W):
+    return (W.__array_interface__["data"][0], W.shape, W.strides, W.dtype.str)
+
+
+class SharedProductStats(InputStats):
+    """An :class:`InputStats` whose moments share one ``W C``.
+
+    The drift of a rate rule and the gradients of its losses all need ``W C`` and the
+    moments of ``y``; Oja's drift alone asks for three of them. This class memoises
+    :meth:`product` and the Gaussian moments for the array last seen, so a chunk of
+    records pays for one BLAS product however many moments are asked for. The memo is
+    keyed on the array's memory (address, shape, strides) and holds a reference to it,
+    so it is valid as long as arrays are not modified in place between calls; the
+    analysis never does, and calls :meth:`clear` at each chunk.
+
+    ``SharedProductStats(stats)`` copies ``stats``; ``base`` is the original.
+    """
+
+    def __init__(self, stats):
+        self.__dict__.update(stats.__dict__)
+        self.base = stats
+        self.clear()
+
+    def clear(self):
+        """Forget the memoised product and moments."""
+        self._memo = {}
+
+    def _memoised(self, name, W, compute):
+        key = _key(W)
+        hit = self._memo.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[2]
+        value = compute()
+        self._memo[name] = (key, W, value)   # W kept alive so its address stays unique
+        return value
+
+    def product(self, W):
+        W = np.asarray(W, float)
+        return self._memoised("product", W, lambda: InputStats.product(self, W))
+
+    def _gaussian_moments(self, W, kmax):
+        # compute up to order 3 at once: every built-in rule and loss needs at most that
+        order = max(kmax, 3)
+        out = self._memoised(("moments", order), W, lambda: InputStats._gaussian_moments(self, W, order))
+        return out
+
+
+def check_patterns(patterns, probabilities):
+    """``patterns`` rows of one length; ``probabilities`` (optional) one per row,
+    finite, not all zero. Raises ValueError (a config validator's message)."""
+    if len({len(row) for row in patterns}) != 1:
+        raise ValueError("all 'patterns' rows must have the same length")
+    if probabilities is not None:
+        if len(probabilities) != len(patterns):
+            raise ValueError(f"'probabilities' has {len(probabilities)} entries "
+                             f"for {len(patterns)} patterns")
+        if not all(np.isfinite(probabilities)):
+            raise ValueError("'probabilities' must be finite")
+        if not sum(probabilities) > 0:
+            raise ValueError("'probabilities' must not all be zero")

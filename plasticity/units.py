@@ -84,3 +84,16 @@ def dimension_of(text):
 def unit_symbol(dimension):
     """The SI unit symbol of a dimension name (``"time"`` -> ``"s"``)."""
     return _UNIT_OF_DIMENSION[dimension]
+
+
+def quantity_type(dimension, **constraints):
+    """A pydantic field type for a quantity of ``dimension``: ``"20 ms"``-style strings
+    or SI numbers, read into an SI float; finite and > 0 unless ``constraints`` (pydantic
+    ``Field`` keywords) say otherwise."""
+    from typing import Annotated
+
+    from pydantic import BeforeValidator, Field
+
+    limits = constraints or {"gt": 0}
+    return Annotated[float, BeforeValidator(lambda value: parse_quantity(value, dimension)),
+                     Field(allow_inf_nan=False, **limits)]

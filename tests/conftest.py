@@ -51,6 +51,27 @@ BCM_CONFIG = {
 }
 
 
+#: keys of a dynamics config that sit in [simulation] / [record], not in [dynamics]
+_RUN_KEYS = {"duration": ("simulation", "duration"), "dt": ("simulation", "dt"),
+             "weight_bound": ("simulation", "weight_bound"), "record_every": ("record", "every")}
+
+
+def dynamics_config(name, **changes):
+    """A shipped ``kind = "dynamics"`` config as a dict, with ``changes`` applied: the
+    run keys (``duration``, ``dt``, ``weight_bound``, ``record_every``) to their
+    sections, the rest to ``[dynamics]``."""
+    import tomllib
+
+    data = tomllib.loads((EXPERIMENTS / f"{name}.toml").read_text())
+    for key, value in changes.items():
+        if key in _RUN_KEYS:
+            section, field = _RUN_KEYS[key]
+            data.setdefault(section, {})[field] = value
+        else:
+            data["dynamics"][key] = value
+    return data
+
+
 @pytest.fixture
 def base_config():
     """A fresh deep copy of :data:`BASE_CONFIG` to modify."""

@@ -1,4 +1,4 @@
-"""Run files: reading (DESIGN.md layout, minimal HDF5/.npz), analyze_file's JSON
+"""Run files: reading (the run-file layout, minimal HDF5/.npz), analyze_file's JSON
 document, the /analysis group, bad files, figures, and no Brian2 import."""
 
 import json
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from plasticity.analysis import (Layout, analyze_file, format_table, open_run)
-from plasticity.analysis.cli_support import analyze_command, report_command
+from plasticity.analysis.report import write_report
 from plasticity.analysis.synthetic import euler_trajectory, write_run_file
 from plasticity.errors import BadInput
 from plasticity.inputs import InputStats
@@ -69,7 +69,7 @@ def test_oja_run_document_and_storage(tmp_path):
     analyze_file(path, ["rayleigh"])
     table = format_table(doc)
     assert "rayleigh" in table and "natural-gradient" in table
-    out = json.loads(analyze_command(path, ["norm"], as_json=True))
+    out = analyze_file(path, ["norm"])
     assert out["results"][0]["loss"] == "norm"
 
 
@@ -175,7 +175,7 @@ def test_bad_files_are_one_line_bad_input(tmp_path):
 
 def test_report_writes_pngs(tmp_path):
     path = make_run(tmp_path / "oja.h5", steps=100)
-    paths = report_command(path, tmp_path / "figs").splitlines()
+    paths = write_report(path, tmp_path / "figs")
     assert len(paths) == 4
     for p in paths:
         data = open(p, "rb").read(8)

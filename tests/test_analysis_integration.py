@@ -2,7 +2,7 @@
 built-in rate loss, the drift estimator and its window), recurrence (`no-loss-exists`),
 dynamics runs (their own losses, `/drift`, window losses) and trajectories from
 elsewhere (minimal HDF5 / .npz with a user's loss; bad inputs exit 2). No Brian2: run
-files are synthetic or written by plasticity.dynamics."""
+files are synthetic or written by a kind = "dynamics" experiment."""
 
 import hashlib
 import json
@@ -14,8 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import EXPERIMENTS, ROOT
-from plasticity import dynamics
+from conftest import EXPERIMENTS, ROOT, dynamics_config
+from plasticity.config.dynamics import validate_dynamics
+from plasticity.sim import run
 from plasticity.analysis import Layout, analyze_file, format_table
 from plasticity.analysis.synthetic import euler_trajectory, write_run_file
 from plasticity.cli import main
@@ -100,10 +101,8 @@ def test_triplet_loss_by_name_and_without_rates(tmp_path):
 # -- recurrence: no-loss-exists -----------------------------------------------------------
 
 def dynamics_run(tmp_path, name, **overrides):
-    data = tomllib.loads((EXPERIMENTS / f"{name}.toml").read_text())
-    data["dynamics"].update(overrides)
-    experiment = dynamics.load_dynamics_config(data)
-    return dynamics.run(experiment, out_dir=tmp_path / name)
+    experiment = validate_dynamics(dynamics_config(name, **overrides))
+    return run(experiment, out_dir=tmp_path / name)
 
 
 def test_limit_cycle_gives_no_loss_exists(tmp_path, capsys):

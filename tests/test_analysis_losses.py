@@ -1,5 +1,5 @@
 """Built-in losses: analytic gradients against finite differences, the drift identities
-of MATH.md §8, the mean-value gradient (§4), and users' losses."""
+of docs/math.md §8, the mean-value gradient (§4), and users' losses."""
 
 import zlib
 
@@ -64,7 +64,7 @@ def test_gradient_matches_finite_differences(kind, transfer, name, rule):
 
 @pytest.mark.parametrize("kind,transfer", CASES)
 def test_drift_identities(kind, transfer):
-    """Hebbian and fast-threshold BCM drifts are −η ∇L exactly (MATH.md §8); the
+    """Hebbian and fast-threshold BCM drifts are −η ∇L exactly (docs/math.md §8); the
     covariance rule too for linear neurons; Oja's drift descends rayleigh and norm."""
     rng = np.random.default_rng(11)
     stats = make_stats(kind, transfer, rng)
@@ -169,7 +169,7 @@ def test_loss_single_vector():
 
 @pytest.mark.parametrize("transfer", ["linear", "relu"])
 def test_shared_product_stats_match_input_stats(transfer):
-    from plasticity.analysis.fast_stats import SharedProductStats
+    from plasticity.inputs import SharedProductStats
 
     rng = np.random.default_rng(9)
     stats = make_stats("gaussian", transfer, rng)

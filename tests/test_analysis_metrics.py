@@ -1,5 +1,5 @@
 """The minimal-condition metric and the canonical family against dense linear algebra
-(MATH.md §1–3)."""
+(docs/math.md §1–3)."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """Verdicts on synthetic trajectories: Euler integration of each rule's expected drift
-(no Brian2), and exact linear flows (MATH.md §6, §8; DESIGN.md's verdicts)."""
+(no Brian2), and exact linear flows (docs/math.md §6, §8; the verdicts of docs/analysis.md)."""
 
 import numpy as np
 import pytest
@@ -95,7 +95,7 @@ def test_bcm_slow_threshold_state_is_used():
 
 
 def test_linear_drift_constant_metric():
-    """ẇ = A(w − w*), A = VΛV⁻¹ real negative: M = VVᵀ, H = −V⁻ᵀΛV⁻¹ (MATH.md §6)."""
+    """ẇ = A(w − w*), A = VΛV⁻¹ real negative: M = VVᵀ, H = −V⁻ᵀΛV⁻¹ (docs/math.md §6)."""
     V = np.array([[1.0, 0.5, 0.2], [0.0, 1.0, 0.7], [0.3, 0.0, 1.0]])
     lam = np.array([-1.0, -2.0, -0.5])
     Vi = np.linalg.inv(V)
@@ -124,7 +124,7 @@ def test_linear_drift_constant_metric():
 
 
 def test_spiral_is_not_constant():
-    """Complex eigenvalues: descent on ‖w‖² but no constant metric (MATH.md §6)."""
+    """Complex eigenvalues: descent on ‖w‖² but no constant metric (docs/math.md §6)."""
     A = np.array([[-0.2, 1.0], [-1.0, -0.2]])
     t, W, F = linear_trajectory(A, np.zeros(2), np.array([1.0, 0.0]), 0.05, 400)
     loss = quadratic_loss(np.eye(2), np.zeros(2))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from plasticity.analysis.drift import slaved_state
-from plasticity.analysis.layout import Layout
+from plasticity.io.layout import Layout
 from plasticity.analysis.pipeline import analyze_file
 from plasticity.analysis.synthetic import euler_trajectory, write_run_file
 from plasticity.inputs import InputStats
@@ -73,7 +73,7 @@ def test_records_reach_disk_by_wall_time(tmp_path, flush_seconds, expected):
     script = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        from plasticity import recorder
+        from plasticity.io import writer as recorder
         recorder.FLUSH_SECONDS = {flush_seconds!r}
         f = recorder.RunFile({str(path)!r}, 4, chunk=1000)
         for k in range(3):

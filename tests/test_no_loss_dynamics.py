@@ -6,15 +6,25 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import EXPERIMENTS, assert_run_rejected
+from conftest import assert_run_rejected, dynamics_config
 from plasticity.errors import ConfigError
-from plasticity.dynamics import load_dynamics_config, run, system_from_config, system_from_file
+from plasticity.analysis import open_run
+from plasticity.analysis.pipeline import dynamics_system
+from plasticity.config.dynamics import validate_dynamics as load_dynamics_config
+from plasticity.sim import run
 
 
 def small(name, **changes):
-    data = tomllib.loads((EXPERIMENTS / f"{name}.toml").read_text())
-    data["dynamics"].update(changes)
-    return data
+    return dynamics_config(name, **changes)
+
+
+def system_from_config(cfg):
+    return cfg.system()
+
+
+def system_from_file(path):
+    with open_run(path) as opened:
+        return dynamics_system(opened)
 
 
 @pytest.mark.parametrize("name", ["lti_nonnormal", "feedback_alignment", "momentum", "bcm_slow_meanfield"])
@@ -45,7 +55,7 @@ def test_config_errors_name_the_key():
 
 @pytest.mark.parametrize("changes, expected", [
     ({"Aa": 1}, "dynamics.Aa: unknown key"),
-    ({"duration": -1}, "dynamics.duration"),
+    ({"duration": -1}, "simulation.duration"),
     ({"record_every": 0.0015}, "multiple"),
 ])
 def test_bad_dynamics_config_exits_2_and_writes_nothing(tmp_path, write_config, capsys,

@@ -1,4 +1,4 @@
-"""Negative certificate: recurrence (MATH.md §7)."""
+"""Negative certificate: recurrence (docs/math.md §7)."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""Window losses (MATH.md §5): gradients, the closed form, the LTI example's numbers."""
+"""Window losses (docs/math.md §5): gradients, the closed form, the LTI example's numbers."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The HDF5 run file: layout (DESIGN.md, "HDF5 run file"), one file per run even when
+"""The HDF5 run file: layout (README, "The run file"), one file per run even when
 runs start at once, crash safety (SIGKILL, SIGINT of a real ``plasticity run``), and
 the synapse order matching Brian2's ``synapses.i/j``."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import last_line, run_file_path, wait_for_records
 from plasticity.config import load_config, validate
-from plasticity.recorder import FORMAT, RunFile
+from plasticity.io import FORMAT, RunFile
 
 
 def _run(cli, write_config, data, tmp_path, *args):
@@ -178,7 +178,7 @@ def test_synapse_order_matches_brian2(cli, write_config, base_config, tmp_path):
     also for a sparse random topology."""
     import brian2 as b2
 
-    from plasticity.network import build_rate_network
+    from plasticity.sim.rate import build_rate_network
     from plasticity.rules import get_rule
 
     base_config["network"].update(n_pre=6, n_post=3, topology={

@@ -1,4 +1,4 @@
-"""Each rule's expected drift (``rule.drift``, MATH.md §8) and the moments it is built
+"""Each rule's expected drift (``rule.drift``, docs/math.md §8) and the moments it is built
 from (``InputStats.moment/cross``) against
 
 - the mean of many single-step updates, drawn in NumPy from the same inputs and
@@ -18,6 +18,7 @@ import pytest
 
 from plasticity.config import validate
 from plasticity.inputs import InputStats
+from plasticity.io.codecs import read_input_stats
 from plasticity.rules import RULES, get_rule
 
 RATE_RULES = ("hebbian", "oja", "bcm", "covariance")
@@ -209,13 +210,13 @@ def brian_config(rule_name, kind, transfer):
 def test_brian2_mean_update_matches_drift(rule_name, kind, transfer, tmp_path):
     """With η tiny the weights stay at W0, so the record-to-record weight changes are
     i.i.d. samples whose mean (per unit time) is the drift at W0."""
-    from plasticity.runner import run
+    from plasticity.sim import run
 
     experiment = brian_config(rule_name, kind, transfer)
     path = run(experiment, out_dir=tmp_path, progress=False)
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "complete"
-        stats = InputStats.from_hdf5(f["inputs"])
+        stats = read_input_stats(f["inputs"])
         if kind == "gaussian":      # the stored statistics are the simulated ones
             assert not np.allclose(f["inputs/covariance"][()], np.diag(SPECTRUM))
         time, weights = f["time"][()], f["weights"][()]

@@ -1,4 +1,4 @@
-"""The shipped experiments do what the rules are known for (MATH.md §8), on the runtime
+"""The shipped experiments do what the rules are known for (docs/math.md §8), on the runtime
 device: Oja finds ± the unit top eigenvector of the input covariance, BCM becomes
 selective to one pattern, Hebbian grows along the top principal component."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from conftest import EXPERIMENTS, run_file_path
 from plasticity.config import load_config
-from plasticity.runner import run
+from plasticity.sim import run
 
 RUNTIME = ['simulation.device="runtime"']
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import assert_run_rejected
 from plasticity.config import validate
 from plasticity.inputs import InputStats
-from plasticity.runner import run
+from plasticity.io.codecs import read_input_stats
+from plasticity.sim import run
 
 N = 40
 HALF = N // 2
@@ -91,7 +92,7 @@ def test_modulated_run_file_has_modulation_stats(pattern_run):
         np.testing.assert_allclose(group["rates"][()], 5.0)
         np.testing.assert_allclose(group["patterns"][()], PATTERNS)
         np.testing.assert_allclose(group["probabilities"][()], [0.3, 0.7])
-        stats = InputStats.from_hdf5(group)
+        stats = read_input_stats(group)
     assert stats.n == N
     np.testing.assert_allclose(stats.mean, [0.3] * HALF + [0.7] * HALF)
 

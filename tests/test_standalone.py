@@ -11,7 +11,7 @@ import pytest
 
 from plasticity.config import validate
 from plasticity.errors import Diverged
-from plasticity.runner import choose_device, run
+from plasticity.sim import choose_device, run
 
 from conftest import BASE_CONFIG, BCM_CONFIG, wait_for_records
 

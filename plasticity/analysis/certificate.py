@@ -1,11 +1,11 @@
-"""Per-record certificates and their summary (MATH.md §1, §3, §6; DESIGN.md).
+"""Per-record certificates and their summary (docs/math.md §1, §3, §6).
 
 For each record k with drift ``f_k`` and loss gradient ``g_k``:
 
 - ``psi``: the angle between ``f_k`` and ``−g_k``; ``descent``: ``f_k·g_k < 0``, i.e.
-  an SPD metric with ``f_k = −M_k g_k`` exists (MATH.md §1);
+  an SPD metric with ``f_k = −M_k g_k`` exists (docs/math.md §1);
 - ``kappa_min = (1 + sin ψ)/(1 − sin ψ)``, the condition number of the best such
-  metric, and its scale ``alpha = ‖f‖²/(−f·g)`` (MATH.md §3);
+  metric, and its scale ``alpha = ‖f‖²/(−f·g)`` (docs/math.md §3);
 - the loss value.
 
 Records whose drift or gradient is not finite (e.g. the first record of a spiking run,
@@ -28,7 +28,7 @@ import numpy as np
 
 from .fitting import (FIXED_POINT_RTOL, FULL_FIT_MAX_N, fit_constant_metric, fit_scalar_metric,
                       verdict)
-from .metrics import batch_metric_stats, min_condition_metric
+from .metrics import batch_metric_stats
 
 __all__ = ["Certifier", "Certificate", "certify"]
 
@@ -154,7 +154,7 @@ class Certificate:
         return bool(self.verdict == "gradient")
 
     def summary(self):
-        """The result entry of DESIGN.md's JSON document (plain Python types)."""
+        """One entry of ``results`` in the JSON document of ``plasticity analyze --json`` (plain Python types)."""
         moving = self.moving
         good = moving & self.descent
         doc = {
@@ -187,7 +187,7 @@ def certify(drift, gradient, loss_values=None, time=None, loss_name="loss", drif
     ----------
     drift, gradient : ndarray (T, n)
         Drift ``f_k`` and loss gradient ``g_k`` at each record (for window drifts,
-        the mean-value gradient of the segment, MATH.md §4).
+        the mean-value gradient of the segment, docs/math.md §4).
     loss_values : ndarray (T,), optional
 
     Returns
@@ -199,8 +199,3 @@ def certify(drift, gradient, loss_values=None, time=None, loss_name="loss", drif
     certifier = Certifier(drift.shape[1], fit_full=fit_full)
     certifier.add(drift, gradient, loss_values, time)
     return certifier.finish(loss_name, drift_kind)
-
-
-def metric_at(drift, gradient):
-    """The minimal-condition metric of one record (convenience re-export)."""
-    return min_condition_metric(drift, gradient)

@@ -1,13 +1,13 @@
-"""The drift ``f(w) = E[Δw | w]/Δt`` at logged records (MATH.md notation, §4).
+"""The drift ``f(w) = E[Δw | w]/Δt`` at logged records (docs/math.md notation, §4).
 
-Three ways to get it, named as in the JSON document of DESIGN.md:
+Three ways to get it, named as in the JSON document of ``plasticity analyze --json``:
 
 - ``expected``: exactly, from the rule's ``drift(W, state, stats, params)`` and the
   logged input statistics (:func:`expected_drift`);
 - ``window``: from weight differences over a window of ``h`` records,
   ``f_k = (w_{k+h} − w_k)/(t_{k+h} − t_k)`` (:func:`window_drift`), with ``h`` chosen
   from the data (:func:`choose_window`) unless given. The matching gradient is the
-  mean-value gradient over the same segment (MATH.md §4,
+  mean-value gradient over the same segment (docs/math.md §4,
   :func:`plasticity.analysis.losses.mean_value_gradient`), so that descent of a
   record is exactly ``L(w_{k+h}) < L(w_k)``;
 - ``given``: a ``/drift`` dataset supplied with the trajectory.

@@ -1,6 +1,6 @@
-"""Fitting a constant metric and a loss; the verdict (MATH.md §6, DESIGN.md).
+"""Fitting a constant metric and a loss; the verdict (docs/math.md §6; the verdicts: docs/analysis.md).
 
-Constant metric (MATH.md §6): ``min_M Σ_k ‖f_k + M g_k‖²`` over SPD ``M``. With
+Constant metric (docs/math.md §6): ``min_M Σ_k ‖f_k + M g_k‖²`` over SPD ``M``. With
 ``S = Σ g_k g_kᵀ`` and ``P = Σ f_k g_kᵀ`` the objective is
 ``J(M) = Σ‖f_k‖² + 2 tr(M P) + tr(M S M)``, so the symmetric stationary point solves
 the Sylvester equation ``S M + M S = −(P + Pᵀ)`` (solved in the eigenbasis of ``S``;
@@ -14,9 +14,9 @@ is null.
 
 The relative residual is ``r = sqrt(J(M) / Σ‖f_k‖²)``: 0 when one metric maps every
 record's −gradient to its drift exactly, 1 for ``M = 0``. It weights the records by
-the size of their drift (the least-squares problem of MATH.md §6 as written).
+the size of their drift (the least-squares problem of docs/math.md §6 as written).
 
-Verdict (DESIGN.md), over the moving records (``‖f_k‖ > FIXED_POINT_RTOL × max_k‖f_k‖``;
+Verdict (docs/analysis.md), over the moving records (``‖f_k‖ > FIXED_POINT_RTOL × max_k‖f_k‖``;
 the others are fixed points, counted apart):
 
 - ``not-descent``: some moving record has ``f·g ≥ 0`` (the descent fraction says how
@@ -25,7 +25,7 @@ the others are fixed points, counted apart):
 - ``natural-gradient-constant``: the full constant fit has ``r ≤ CONSTANT_TOL`` (0.05);
 - ``natural-gradient``: descent everywhere, no constant metric fits (or n too large
   to fit one);
-- ``fixed-point``: no record moves at all (an addition to DESIGN.md's list: nothing
+- ``fixed-point``: no record moves at all (nothing
   to certify).
 
 Loss combination: the best non-negative combination ``Σ_j μ_j L_j`` of candidate
@@ -188,7 +188,7 @@ def fit_loss_combination(fg, g_norm, f_norm, moving=None):
 
 
 def verdict(descent_fraction, scalar_residual, scalar_c, constant_residual, n_moving):
-    """The verdict of DESIGN.md from the certificate's numbers (thresholds above)."""
+    """The verdict from the certificate's numbers (thresholds above)."""
     if n_moving == 0:
         return "fixed-point"
     if descent_fraction < 1.0:

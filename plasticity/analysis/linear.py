@@ -1,4 +1,4 @@
-"""Constant metric and quadratic loss of a linear drift (MATH.md §6).
+"""Constant metric and quadratic loss of a linear drift (docs/math.md §6).
 
 A linear drift ``f(w) = A(w − w*)`` is natural gradient descent with one constant SPD
 metric ``M`` on the quadratic loss ``½(w − w*)ᵀH(w − w*)`` (``A = −MH``) iff ``A`` is
@@ -48,7 +48,7 @@ class LinearFactorization:
 
 
 def factor_linear_drift(A, imag_tol=1e-9, cond_max=1e10):
-    """Factor ``A = −MH`` (MATH.md §6), or say why not.
+    """Factor ``A = −MH`` (docs/math.md §6), or say why not.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Losses: value and gradient, batched over records (MATH.md §8).
+"""Losses: value and gradient, batched over records (docs/math.md §8).
 
 A :class:`Loss` maps the flattened plastic vectors of ``T`` records, an array ``(T, n)``,
 to ``(values (T,), gradients (T, n))``. The built-in losses of the rules are written on
@@ -18,7 +18,7 @@ triplet_bcm        Σ g·w, g = −r_x y (a y − b) (y: measured)   g  (triplet
 quadratic          ½ (w − w*)ᵀ H (w − w*)                      H (w − w*)
 =================  ==========================================  ==============================
 
-With these signs each rule's drift is ``−η ∇L`` or descends ``L`` (MATH.md §8):
+With these signs each rule's drift is ``−η ∇L`` or descends ``L`` (docs/math.md §8):
 Hebbian/covariance and fast-threshold BCM exactly (Euclidean gradient), Oja's rule
 as natural gradient on ``rayleigh`` and ``norm``. The gradient with respect to the
 plastic state variables (e.g. BCM's θ) is zero: these losses depend on the weights.
@@ -85,14 +85,14 @@ class Loss:
         return f"Loss({self.name!r})"
 
 
-# -- the mean-value gradient (MATH.md §4) -----------------------------------------
+# -- the mean-value gradient (docs/math.md §4) -----------------------------------------
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(4)
 
 
 def mean_value_gradient(loss, w0, w1):
     """``ḡ = ∫₀¹ ∇L(w0 + s(w1 − w0)) ds`` for each row (4-point Gauss–Legendre: exact
     when ∇L is a polynomial of degree ≤ 7 along the segment), so that
-    ``ḡ·(w1 − w0) = L(w1) − L(w0)`` (MATH.md §4).
+    ``ḡ·(w1 − w0) = L(w1) − L(w0)`` (docs/math.md §4).
 
     Returns ``(ḡ (T, n), L(w0) (T,), L(w1) (T,))``.
     """
@@ -146,7 +146,7 @@ def _rayleigh(stats):
     centred = not np.any(mean)
 
     def dense(W):
-        # R W = C W + μ (μ·w): one shared BLAS product (see fast_stats)
+        # R W = C W + μ (μ·w): one shared BLAS product (see inputs.SharedProductStats)
         RW = stats.product(W)
         if not centred:
             RW = RW + (W @ mean)[..., None] * mean
@@ -167,11 +167,10 @@ def _norm(stats):
 
 
 def _intrator_cooper(stats):
+    from ..rules.bcm import intrator_cooper
+
     def dense(W):
-        m2 = stats.moment(W, 2)
-        value = -(stats.moment(W, 3) / 3.0 - 0.25 * m2 ** 2).sum(-1)
-        grad = -(stats.cross(W, 2) - m2[..., None] * stats.cross(W, 1))
-        return value, grad
+        return intrator_cooper(W, stats)
     return dense, "−(⅓E[σ(y)³] − ¼E[σ(y)²]²), summed over postsynaptic neurons"
 
 
@@ -277,7 +276,7 @@ class RateLoss(Loss):
 def _triplet_bcm(params, layout):
     """The triplet rule's BCM-like objective (:func:`plasticity.rules.triplet.bcm_objective`)
     with ``y`` held at the measured postsynaptic rate of each record: the gradient per
-    synapse is ``g = −r_x y (a y − b)`` and, for a consistent value (MATH.md §4), the
+    synapse is ``g = −r_x y (a y − b)`` and, for a consistent value (docs/math.md §4), the
     value is the linear loss ``Σ_s g_s w_s`` that this gradient belongs to."""
     from ..rules.triplet import bcm_objective
 
@@ -304,7 +303,7 @@ RATE_LOSSES = {"triplet_bcm": _triplet_bcm}
 
 
 def quadratic_loss(H, w_star, name="quadratic"):
-    """``L(w) = ½ (w − w*)ᵀ H (w − w*)``, ``∇L = H (w − w*)`` (MATH.md §6)."""
+    """``L(w) = ½ (w − w*)ᵀ H (w − w*)``, ``∇L = H (w − w*)`` (docs/math.md §6)."""
     H = np.asarray(H, float)
     w_star = np.asarray(w_star, float)
 

@@ -1,4 +1,4 @@
-"""Quadratic losses from Lyapunov equations and from a logged trajectory (MATH.md §6).
+"""Quadratic losses from Lyapunov equations and from a logged trajectory (docs/math.md §6).
 
 - :func:`local_quadratic_loss`: near a stable fixed point ``w*`` with Jacobian ``A``
   (Hurwitz), ``AᵀP + PA = −Q`` (``Q ≻ 0``, identity by default) has a unique SPD
@@ -19,7 +19,7 @@
   positive definite for the drift to descend it along the trajectory; whether it is
   is reported (``positive_definite``).
 
-A recurrent trajectory (a closed orbit) admits no loss at all (MATH.md §7): e.g. for a
+A recurrent trajectory (a closed orbit) admits no loss at all (docs/math.md §7): e.g. for a
 rotation ``ẇ = Rw`` (R skew) sampled over a full turn, ``Σ_k f_k·∇L(w_k) = 0`` for every
 quadratic L, so the best margin is 0.
 """
@@ -73,7 +73,7 @@ class LocalQuadraticLoss:
 
 
 def local_quadratic_loss(A=None, w_star=None, Q=None, drift=None):
-    """The local quadratic loss of a stable fixed point (MATH.md §6).
+    """The local quadratic loss of a stable fixed point (docs/math.md §6).
 
     Parameters
     ----------

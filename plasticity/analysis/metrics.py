@@ -1,9 +1,9 @@
-"""Riemannian metrics that turn an update into natural gradient descent (MATH.md §1–3).
+"""Riemannian metrics that turn an update into natural gradient descent (docs/math.md §1–3).
 
 Given an update (or drift) ``f`` and the gradient ``g = ∇L`` of a loss at the same
-point, an SPD matrix ``M`` with ``f = −M g`` exists iff ``f·g < 0`` (MATH.md §1).
-Among all such matrices (the canonical family of MATH.md §2), the one with the
-smallest condition number is (MATH.md §3)::
+point, an SPD matrix ``M`` with ``f = −M g`` exists iff ``f·g < 0`` (docs/math.md §1).
+Among all such matrices (the canonical family of docs/math.md §2), the one with the
+smallest condition number is (docs/math.md §3)::
 
     M_opt = α (I + b̂ b̂ᵀ − â âᵀ),   a = −g, b = f, α = ‖b‖² / (aᵀb),
 
@@ -54,7 +54,7 @@ def angle(u, v):
 
 
 def kappa_from_psi(psi):
-    """``κ_min(ψ) = (1 + sin ψ)/(1 − sin ψ) = ((1 + sin ψ)/cos ψ)²`` (MATH.md §3).
+    """``κ_min(ψ) = (1 + sin ψ)/(1 − sin ψ) = ((1 + sin ψ)/cos ψ)²`` (docs/math.md §3).
 
     The second form avoids the cancellation of ``1 − sin ψ`` near 90°. ``inf`` for
     ψ ≥ 90° (no metric exists), NaN for NaN.
@@ -70,7 +70,7 @@ class MinConditionMetric:
     """The SPD metric ``M`` of smallest condition number with ``update = −M gradient``.
 
     Never stores an n × n matrix: ``M v = α (v + b̂ (b̂·v) − â (â·v))`` costs O(n)
-    (MATH.md §3). Build it with :func:`min_condition_metric`.
+    (docs/math.md §3). Build it with :func:`min_condition_metric`.
 
     Attributes
     ----------
@@ -94,7 +94,7 @@ class MinConditionMetric:
                                  "maps the gradient to it, none is singled out")
             raise ValueError(f"update·gradient = {-ab:.6g} >= 0: the update is not a strict "
                              "descent direction, so no SPD metric maps -gradient to it "
-                             "(MATH.md §1)")
+                             "(docs/math.md §1)")
         na = np.linalg.norm(a)
         nb = np.linalg.norm(b)
         self.n = a.shape[0]
@@ -127,7 +127,7 @@ class MinConditionMetric:
 
     def condition_number(self):
         """``κ_min = (1 + sin ψ)/(1 − sin ψ)``, the smallest over all admissible
-        metrics (Kantorovich, MATH.md §3)."""
+        metrics (Kantorovich, docs/math.md §3)."""
         return 1.0 if self.n == 1 else float(kappa_from_psi(self.psi))
 
     # -- its inverse, the Riemannian metric G = M⁻¹ ------------------------------
@@ -151,7 +151,7 @@ class MinConditionMetric:
 
 def min_condition_metric(update, gradient):
     """The metric of smallest condition number making ``update`` natural gradient
-    descent: ``update = −M gradient`` with ``M`` SPD (MATH.md §3).
+    descent: ``update = −M gradient`` with ``M`` SPD (docs/math.md §3).
 
     Parameters
     ----------
@@ -169,14 +169,14 @@ def min_condition_metric(update, gradient):
     Raises
     ------
     ValueError
-        If ``update·gradient >= 0`` (no SPD metric exists, MATH.md §1).
+        If ``update·gradient >= 0`` (no SPD metric exists, docs/math.md §1).
     """
     return MinConditionMetric(update, gradient)
 
 
 def canonical_metric(update, gradient, reference=None):
     """Member of the canonical family built from a reference metric (BFGS form,
-    MATH.md §2)::
+    docs/math.md §2)::
 
         M = M₀ − M₀ a aᵀ M₀ / (aᵀ M₀ a) + b bᵀ / (bᵀ a),   a = −g, b = f.
 
@@ -197,7 +197,7 @@ def canonical_metric(update, gradient, reference=None):
     ab = float(a @ b)
     if not ab > 0:
         raise ValueError(f"update·gradient = {-ab:.6g} >= 0: no SPD metric maps -gradient "
-                         "to the update (MATH.md §1)")
+                         "to the update (docs/math.md §1)")
     M0 = np.eye(a.size) if reference is None else np.asarray(reference, float)
     Ma = M0 @ a
     M = M0 - np.outer(Ma, Ma) / (a @ Ma) + np.outer(b, b) / ab
@@ -205,7 +205,7 @@ def canonical_metric(update, gradient, reference=None):
 
 
 def random_admissible_metric(update, gradient, rng):
-    """A random member ``M = b bᵀ/(bᵀa) + Π B Π`` of the canonical family (MATH.md §2),
+    """A random member ``M = b bᵀ/(bᵀa) + Π B Π`` of the canonical family (docs/math.md §2),
     with ``B`` a random SPD matrix and ``Π = I − â âᵀ``, so ``P = Π B Π ⪰ 0`` has null
     space exactly span{a}. Dense; for tests."""
     b = _as_vector(update, "update")

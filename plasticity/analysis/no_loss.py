@@ -1,5 +1,5 @@
 """When no loss is known: one call that combines the certificate with window losses,
-a fitted quadratic loss and the recurrence test (MATH.md §5–7).
+a fitted quadratic loss and the recurrence test (docs/math.md §5–7).
 
 :func:`analyze_no_loss` takes a trajectory (times, records, drifts), the candidate
 losses (name → batched ``(T, n) -> (values, gradients)``) and, optionally, the drift

@@ -26,18 +26,18 @@ Which drift and losses, by kind of file:
 - ``kind = "dynamics"`` runs (:mod:`plasticity.dynamics`): ``/drift`` is the system's
   exact drift (reported as ``expected``), the losses are the system's own, and where
   the drift does not descend one of them the smallest window loss of
-  :data:`~plasticity.analysis.no_loss.DEFAULT_GRID` is searched (MATH.md §5; states
+  :data:`~plasticity.analysis.no_loss.DEFAULT_GRID` is searched (docs/math.md §5; states
   of at most ``WINDOW_MAX_N`` components);
 - minimal files (``/time``, ``/weights``, optional ``/drift``; or .npz): ``given``
   drift if present, else ``window``; losses from ``--loss``.
 
-Every trajectory is also tested for recurrence (MATH.md §7,
+Every trajectory is also tested for recurrence (docs/math.md §7,
 :func:`~plasticity.analysis.recurrence.find_recurrence` on the logged plastic state,
 weights and slow state): a recurrence turns every verdict into ``no-loss-exists`` (the
 certificate's own verdict stays in ``descent_verdict``) and puts the two times in the
 document's ``recurrence`` (``t_first``, ``t_return``).
 
-:func:`analyze_file` returns the JSON document of DESIGN.md and stores the results in
+:func:`analyze_file` returns the JSON document of ``plasticity analyze --json`` and stores the results in
 the file's ``/analysis`` group; :func:`format_table` prints it.
 """
 
@@ -49,7 +49,7 @@ from .drift import choose_window, expected_drift, slaved_state, window_drift
 from .fitting import fit_loss_combination
 from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_losses
 from .recurrence import find_recurrence
-from .run_file import open_run, write_analysis
+from ..io.reader import open_run, write_analysis
 
 __all__ = ["certify_run", "analyze_file", "format_table", "drift_kind_for", "run_recurrence",
            "dynamics_system"]
@@ -72,7 +72,7 @@ def drift_kind_for(run, requested="auto"):
     if requested == "auto":
         if run.has_drift:
             return "given"
-        if run.rule is not None and getattr(run.rule, "kind", "rate") == "spiking":
+        if run.rule is not None and run.rule.activity == "spiking":
             # event-driven rules: the rate-limit formula is what the rate losses are
             # built from (ψ ≡ 0 by construction), so by default certify what the
             # weights actually did, over windows of many spikes (issue 4)
@@ -96,11 +96,11 @@ def _window_for(run, window):
 
 
 def dynamics_system(run):
-    """The :class:`plasticity.dynamics.System` of a dynamics run (from its ``/config``)."""
-    from ..dynamics import load_dynamics_config, system_from_config
+    """The :class:`plasticity.systems.System` of a dynamics run (from its ``/config``)."""
+    from ..systems import system_from_section
 
     try:
-        return system_from_config(load_dynamics_config(run.config, source=str(run.path)))
+        return system_from_section(run.config["dynamics"], run.config.get("seed", 0))
     except Exception as error:   # ConfigError and anything a damaged config raises
         raise BadInput(f"{run.path}: dynamics /config unusable ({str(error).splitlines()[0]})") from None
 
@@ -190,7 +190,7 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
     kept = tuple(name for name in run.state_names if name not in slaved)
     layout = run.layout(with_state=kept)
     rate_bound = any(isinstance(loss, RateLoss) for loss in losses)
-    if rate_bound and run.kind != "run":
+    if rate_bound and run.source != "run":
         raise BadInput(f"{run.path}: rate losses need a spiking run's /rates")
 
     def bind(start, stop):
@@ -227,9 +227,9 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         for loss, cert in zip(chunk_losses, certifiers):
             values, g = loss.value_and_grad(w)
             cert.add(f, g, values, t)
-    # a dynamics run's /drift is the system's exact drift: "expected" in DESIGN.md's terms
+    # a dynamics run's /drift is the system's exact drift: "expected" in the JSON's terms
     label = "expected" if (kind == "given" and run.is_dynamics) else kind
-    spiking = run.rule is not None and getattr(run.rule, "kind", "rate") == "spiking"
+    spiking = run.rule is not None and run.rule.activity == "spiking"
     out = []
     for loss, cert in zip(losses, certifiers):
         c = cert.finish(loss.name, label)
@@ -307,7 +307,7 @@ def run_recurrence(run, smooth=None, **options):
 
 
 def _window_losses(run, system, certs):
-    """Smallest window loss (MATH.md §5) for each system loss the drift does not
+    """Smallest window loss (docs/math.md §5) for each system loss the drift does not
     descend everywhere: ``{loss name: WindowResult.summary()}``."""
     from .no_loss import DEFAULT_GRID
     from .window import smallest_window
@@ -345,7 +345,7 @@ def combined_loss(losses, weights):
 
 def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
                  recurrence=True, window_losses=True):
-    """Certify a run file; the JSON document of DESIGN.md as a dict.
+    """Certify a run file; the JSON document of ``analyze --json`` as a dict.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Negative certificate: recurrence of a trajectory means no loss exists (MATH.md §7).
+"""Negative certificate: recurrence of a trajectory means no loss exists (docs/math.md §7).
 
 A loss that decreases strictly along an autonomous drift cannot take the same value
 twice, so a trajectory that returns to a state it visited after moving away proves

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run_file import open_run
+from ..io.reader import open_run
 
 __all__ = ["write_report"]
 

@@ -1,4 +1,4 @@
-"""Window losses: losses that a drift decreases only over a window of time (MATH.md §5).
+"""Window losses: losses that a drift decreases only over a window of time (docs/math.md §5).
 
 For a drift ``f`` with flow ``φ_s`` and a performance measure ``ℓ`` that is not
 monotone along the trajectory, the window loss
@@ -6,7 +6,7 @@ monotone along the trajectory, the window loss
     L_T(w) = ∫₀ᵀ ℓ(φ_s(w)) ds
 
 satisfies ``∇L_T(w)·f(w) = ℓ(φ_T(w)) − ℓ(w)``, so the drift is natural gradient
-descent on ``L_T`` (MATH.md §1) wherever ``ℓ`` has decreased after time ``T``.
+descent on ``L_T`` (docs/math.md §1) wherever ``ℓ`` has decreased after time ``T``.
 
 Computation (:func:`window_losses`): forward sensitivities. Along with the state ``w``
 the solver integrates the sensitivity matrix ``S = ∂φ_s/∂w`` (``Ṡ = J(φ_s) S``,
@@ -33,7 +33,7 @@ identity ``AᵀW + WA = e^{AᵀT}e^{AT} − I`` when A is Hurwitz, else by Van L
 exponential. Then ``∇L_T·f = ‖e^{AT}w‖² − ‖w‖²``: ``L_T`` is descended in every
 direction iff ``‖e^{AT}‖₂ < 1``.
 
-Reference: Shoji, Suzuki & Kozachkov, arXiv:2409.16422, and MATH.md §5.
+Reference: Shoji, Suzuki & Kozachkov, arXiv:2409.16422, and docs/math.md §5.
 """
 
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm, solve_continuous_lyapunov
 
+from ..systems.base import finite_difference_jacobian
 from .metrics import batch_metric_stats
 
 __all__ = ["as_batched_drift", "as_batched_loss", "finite_difference_jacobian", "window_losses",
@@ -85,7 +86,7 @@ def as_batched_drift(drift, n):
 def as_batched_loss(ell):
     """A function ``(B, n) -> (values (B,), gradients (B, n))`` from a
     :class:`plasticity.analysis.losses.Loss` (``value_and_grad``) or a callable with
-    the user-loss signature of DESIGN.md."""
+    the signature of a user loss (``--loss file.py:name``)."""
     function = ell.value_and_grad if hasattr(ell, "value_and_grad") else ell
 
     def loss(W):
@@ -94,22 +95,6 @@ def as_batched_loss(ell):
         return np.asarray(values, float).reshape(W.shape[0]), np.asarray(grads, float).reshape(W.shape)
 
     return loss
-
-
-def finite_difference_jacobian(drift, W):
-    """Jacobians ``∂f/∂w`` at each row of ``W`` (B, n), shape (B, n, n), by central
-    differences with step ``ε^{1/3} max(1, |w_i|)`` (relative error ~1e-10 for smooth
-    drifts). ``drift`` must be batched."""
-    W = np.asarray(W, float)
-    B, n = W.shape
-    h = np.finfo(float).eps ** (1 / 3) * np.maximum(1.0, np.abs(W))  # (B, n)
-    E = np.eye(n)
-    plus = W[:, None, :] + h[:, :, None] * E[None]     # (B, n, n): row j perturbed in coord j
-    minus = W[:, None, :] - h[:, :, None] * E[None]
-    Fp = drift(plus.reshape(B * n, n)).reshape(B, n, n)
-    Fm = drift(minus.reshape(B * n, n)).reshape(B, n, n)
-    # Fp[b, j, :] = f(w + h_j e_j): column j of the Jacobian
-    return ((Fp - Fm) / (2 * h[:, :, None])).transpose(0, 2, 1)
 
 
 # ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ A rule is a small class holding:
   as Brian2 abstract code with units. Inputs ``x_pre`` and rates ``y_post`` are
   neuron variables; parameters enter by name through the namespace;
 - its **expected drift** ``f(W) = E[ΔW | W]/Δt`` as a NumPy function of the weights,
-  the plastic state and the input statistics (MATH.md §8);
+  the plastic state and the input statistics (docs/math.md §8);
 - the names of its **candidate losses** (the analysis layer certifies against them).
 
 Nothing here imports Brian2: the analysis layer uses the drift without it.
@@ -63,7 +63,7 @@ class Rule:
 
     name: ClassVar[str]
     #: ``"rate"`` (per-step Euler update) or ``"spiking"`` (:class:`SpikingRule`)
-    kind: ClassVar[str] = "rate"
+    activity: ClassVar[str] = "rate"
     summary: ClassVar[str]
     reference: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Parameter]] = {
@@ -101,7 +101,7 @@ class Rule:
         return {name: np.zeros(n_post) for name in self.state}
 
     def drift(self, W, state, stats, params):
-        """Expected drift ``(dW, dstate)`` per unit time (MATH.md §8).
+        """Expected drift ``(dW, dstate)`` per unit time (docs/math.md §8).
 
         ``stats`` is an :class:`plasticity.inputs.InputStats` bound to the model's
         transfer function; it provides the moments ``E[σ(y)^k]`` and ``E[x σ(y)^k]``.
@@ -110,7 +110,7 @@ class Rule:
 
     def describe(self):
         """Plain-text description for ``plasticity rules``."""
-        tag = "" if self.kind == "rate" else f"  [{self.kind}]"
+        tag = "" if self.activity == "rate" else f"  [{self.activity}]"
         lines = [f"{self.name}: {self.summary}{tag}"]
         if self.reference:
             lines.append(f"    reference: {self.reference}")
@@ -149,16 +149,10 @@ class SpikeRates:
     """The "input statistics" of a spiking run: firing rates (Hz) of the presynaptic
     and postsynaptic neurons over each record interval, as logged in ``/rates/pre``
     (B, n_pre) and ``/rates/post`` (B, n_post). The rate-limit drift of a spiking rule
-    (MATH.md §8) is a function of these and the weights only."""
+    (docs/math.md §8) is a function of these and the weights only."""
 
     pre: np.ndarray
     post: np.ndarray
-
-    @classmethod
-    def from_hdf5(cls, file):
-        """Rates of a run file (``h5py.File``); row ``k`` is the interval ending at
-        ``/time[k]`` (row 0 is NaN: no interval precedes the first record)."""
-        return cls(file["rates/pre"][()], file["rates/post"][()])
 
 
 class SpikingRule(Rule):
@@ -178,10 +172,10 @@ class SpikingRule(Rule):
     ``W`` (B, n_post, n_pre), ``stats`` a :class:`SpikeRates` with ``pre`` (B, n_pre)
     and ``post`` (B, n_post) in Hz. In a simulated spiking network the postsynaptic
     neuron's own spikes are correlated with its inputs, so the measured drift adds
-    correlation terms this formula leaves out (MATH.md §8: "plus correlation terms").
+    correlation terms this formula leaves out (docs/math.md §8: "plus correlation terms").
     """
 
-    kind: ClassVar[str] = "spiking"
+    activity: ClassVar[str] = "spiking"
     synapse_update: ClassVar[str] = ""
     #: extra Synapses equations (traces), Brian2 syntax with units
     synapse_equations: ClassVar[str] = ""

@@ -7,7 +7,7 @@ With a fast threshold (``τ_θ → 0``, θ = E[y²]) the weight drift is ``η �
 Intrator–Cooper objective ``Φ = ⅓E[y³] − ¼(E[y²])²``, so BCM is exact Euclidean
 gradient descent of ``L = −Φ`` (Intrator & Cooper 1992). With a slow threshold the
 joint (w, θ) system can oscillate (Udeigwe, Munro & Ermentrout 2017), and then no
-loss exists (MATH.md §7). Needs non-Gaussian inputs (e.g. patterns) to become
+loss exists (docs/math.md §7). Needs non-Gaussian inputs (e.g. patterns) to become
 selective: with zero-mean Gaussian inputs and linear neurons the odd moments vanish.
 """
 
@@ -41,3 +41,15 @@ class BCM(Rule):
         dW = stats.cross(W, 2) - theta[..., None] * stats.cross(W, 1)
         dtheta = (second - theta) / params["tau_theta"]
         return params["eta"] * dW, {"theta": dtheta}
+
+
+def intrator_cooper(W, stats):
+    """The loss ``L = −(⅓E[σ(y)³] − ¼E[σ(y)²]²)`` summed over postsynaptic neurons, and
+    its gradient, for dense ``W`` (B, n_post, n_pre): ``(values (B,), gradient (B,
+    n_post, n_pre))``. Because σσ' = σ for linear and rectified neurons,
+    ``∇⅓E[σ³] = E[xσ²]`` and ``∇¼E[σ²]² = E[σ²]E[xσ]``, so ``−∇L`` is the fast-threshold
+    drift over η."""
+    m2 = stats.moment(W, 2)
+    value = -(stats.moment(W, 3) / 3.0 - 0.25 * m2 ** 2).sum(-1)
+    grad = -(stats.cross(W, 2) - m2[..., None] * stats.cross(W, 1))
+    return value, grad

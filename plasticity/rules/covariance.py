@@ -3,7 +3,7 @@
 ``x̄`` is the known mean of the inputs; ``ȳ`` a running average of the output,
 ``τ_avg dȳ/dt = y − ȳ``. Since ``E[x − x̄] = 0`` the drift does not depend on ``ȳ``:
 ``f_w = η (E[x y] − x̄ E[y])``, for linear neurons ``η C w`` with ``C`` the input
-covariance: as Hebbian learning, on the centred inputs (MATH.md §8).
+covariance: as Hebbian learning, on the centred inputs (docs/math.md §8).
 """
 
 

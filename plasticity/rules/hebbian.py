@@ -2,7 +2,7 @@
 
 Drift ``f(W) = η E[x σ(y)]``; for linear neurons ``η C w``, the Euclidean gradient of
 ``½ E[y²]`` (so of ``½ wᵀCw`` for zero-mean inputs): exact gradient *ascent* of the
-output variance, i.e. descent of the loss ``variance = −½ E[y²]`` (MATH.md §8). The
+output variance, i.e. descent of the loss ``variance = −½ E[y²]`` (docs/math.md §8). The
 weights grow without bound, which the divergence guard catches.
 """
 

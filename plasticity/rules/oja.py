@@ -4,7 +4,7 @@ Drift ``f(W) = η (E[x y] − E[y²] w)``, for linear neurons ``η (Cw − (wᵀ
 a Euclidean gradient field (its Jacobian is not symmetric), but it decreases the
 negative Rayleigh quotient ``−½ wᵀCw / wᵀw`` and the norm penalty
 ``(‖w‖² − 1)²`` wherever it moves: natural, not plain, gradient descent. Converges to
-± the unit top eigenvector of ``C`` (MATH.md §8).
+± the unit top eigenvector of ``C`` (docs/math.md §8).
 
 E. Oja, "Simplified neuron model as a principal component analyzer",
 J. Math. Biol. 15:267–273 (1982).

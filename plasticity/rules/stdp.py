@@ -13,7 +13,7 @@ clipped to ``[0, w_max]`` — the amplitudes are fractions of ``w_max`` (Song's
 Rossum et al. 2000 / Gütig et al. 2003 with μ = 1): ``f₊ = w_max − w``, ``f₋ = w``.
 
 Rate-limit expected drift for independent Poisson pre/post spike trains at rates
-``r_x``, ``r_y`` (MATH.md §8; ``E[apre] = r_x τ₊`` at a post spike)::
+``r_x``, ``r_y`` (docs/math.md §8; ``E[apre] = r_x τ₊`` at a post spike)::
 
     E[ẇ] = r_x r_y (A₊ τ₊ f₊(w) − A₋ τ₋ f₋(w))
 

@@ -18,7 +18,7 @@ Sliding threshold (optional, ``rho_0 > 0``): the pair-depression amplitude becom
 With ``rho_0 = 0`` (default), ``d = 1``.
 
 Rate-limit expected drift, independent Poisson pre/post at ``r_x``, ``r_y``
-(MATH.md §8 with the two extra amplitudes)::
+(docs/math.md §8 with the two extra amplitudes)::
 
     E[ẇ] = r_x r_y (A2⁺τ₊ + A3⁺ τ₊ τ_y r_y − A2⁻ d τ₋ − A3⁻ τ₋ τ_x r_x)
 

@@ -1,4 +1,4 @@
-"""The HDF5 run file (layout: DESIGN.md, "HDF5 run file"), written while the run goes on.
+"""Writing the HDF5 run file while the run goes on (the layout: README, "The run file").
 
 :class:`RunFile` creates the file exclusively (two runs never share one), writes the
 metadata first, then appends records in whole chunks: a buffer of ``chunk`` records
@@ -134,7 +134,7 @@ class RunFile:
         self._buffered = 0
         self._last_flush = monotonic()
         # lzf + shuffle: ~2x faster than gzip level 1 at about the same ratio on float64
-        # weights (benchmarks/RESULTS.md); built into h5py (other HDF5 readers need the
+        # weights; built into h5py (other HDF5 readers need the
         # lzf filter plugin)
         compression = dict(compression="lzf", shuffle=True)
         f = self.file
@@ -154,9 +154,10 @@ class RunFile:
         self._writer = _Writer()
 
     # -- metadata ------------------------------------------------------------------
-    def write_metadata(self, *, config_toml, rule, model, seed, pre, post, stats=None,
-                       attrs=None):
-        """Config, versions, seed, synapse indices and input statistics."""
+    def write_metadata(self, *, config_toml, rule, model, seed, pre, post, model_toml=None,
+                       inputs=None, attrs=None):
+        """Config (and the model spec), versions, seed, synapse indices and the inputs:
+        ``inputs(group)`` writes ``/inputs`` (a codec of :mod:`plasticity.io.codecs`)."""
         f = self.file
         f.attrs["rule"] = rule
         f.attrs["model"] = model
@@ -168,11 +169,19 @@ class RunFile:
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
         f["config"] = config_toml
+        if model_toml is not None:
+            f["model_spec"] = model_toml
         f["synapses/pre"] = np.asarray(pre, dtype="i8")
         f["synapses/post"] = np.asarray(post, dtype="i8")
-        if stats is not None:
-            stats.to_hdf5(f.create_group("inputs"))
+        if inputs is not None:
+            inputs(f.create_group("inputs"))
         f.flush()
+
+    def set_attrs(self, attrs, path="/"):
+        """Attributes of the root (or of the dataset or group at ``path``)."""
+        node = self.file[path]
+        for key, value in attrs.items():
+            node.attrs[key] = value
 
     # -- records -------------------------------------------------------------------
     def append(self, time, weights, state=None, extra=None):
@@ -269,11 +278,3 @@ class RunFile:
             self._writer.stop()
             self.file.close()
             self.file = None
-
-    def discard(self):
-        """Close and delete the file (bad input found after it was created)."""
-        if self.file is not None:
-            self._writer.stop()
-            self.file.close()
-            self.file = None
-        self.path.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""Reading run files (DESIGN.md, "HDF5 run file") and writing the ``/analysis`` group.
+"""Reading run files (the layout: README, "The run file") and writing the ``/analysis``
+group.
 
 Accepted inputs:
 
@@ -13,7 +14,7 @@ read in chunks along time (:meth:`Run.chunks`), so memory does not grow with T.
 Every problem is a :class:`plasticity.errors.BadInput` with a one-line message that
 names the file.
 
-No Brian2 here (``plasticity.analysis`` never imports it).
+No Brian2 here: the analysis reads run files through this module alone.
 """
 
 import json
@@ -23,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
+from ..inputs import SharedProductStats
+from ..rules import RULES, SpikeRates
+from .codecs import group_name, read_input_stats, write_certificate
 from .layout import Layout
 
 __all__ = ["Run", "open_run", "write_analysis", "CHUNK_BYTES"]
@@ -37,7 +41,7 @@ class Run:
     Attributes
     ----------
     path : Path
-    kind : str
+    source : str
         ``"run"`` (a plasticity run file), ``"hdf5"`` (minimal HDF5) or ``"npz"``.
     status, rule_name, model : str or None
     config : dict
@@ -99,7 +103,7 @@ class Run:
             if name not in names:
                 self.close()
                 raise BadInput(f"{self.path}: lacks the array {name!r} (needs time and weights)")
-        self.kind = "npz"
+        self.source = "npz"
 
         def numeric(name):
             try:
@@ -145,7 +149,7 @@ class Run:
             self.close()
             raise BadInput(f"{self.path}: /drift is not a (records, weights) array")
         if fmt == "plasticity-run":
-            self.kind = "run"
+            self.source = "run"
             try:
                 self._setup_run(f, time)
             except BadInput:
@@ -156,7 +160,7 @@ class Run:
                 raise BadInput(f"{self.path}: corrupt run file ({type(error).__name__}: "
                                f"{str(error).splitlines()[0] if str(error) else ''})") from None
         else:
-            self.kind = "hdf5"
+            self.source = "hdf5"
             try:
                 self._setup_minimal(time, self._weights.shape,
                                     None if self._drift is None else self._drift.shape)
@@ -205,7 +209,6 @@ class Run:
         self.rule_name = self.rule_name or rule_section.get("name")
         self.rule_error = None if self.rule_name else "the file names no rule"
         if self.rule_name:
-            from ..rules import RULES
             self.rule = RULES.get(self.rule_name)
             if self.rule is None:
                 # e.g. a NumPy dynamics system: analysable with its /drift and given losses
@@ -250,7 +253,7 @@ class Run:
         self.time = time[:T]
         self.n_records = T
         self._rates = None
-        if self.rule is not None and getattr(self.rule, "kind", "rate") == "spiking":
+        if self.rule is not None and self.rule.activity == "spiking":
             if "rates" in f and "pre" in f["rates"] and "post" in f["rates"]:
                 self._rates = (f["rates/pre"], f["rates/post"])
                 self.stats_error = None
@@ -260,9 +263,8 @@ class Run:
             else:
                 self.stats_error = "no /rates/pre and /rates/post"
         if "inputs" in f and self._rates is None:
-            from ..inputs import InputStats
             try:
-                self.stats = InputStats.from_hdf5(f["inputs"])
+                self.stats = read_input_stats(f["inputs"])
                 self.stats_error = None
             except Exception as error:
                 self.stats = None
@@ -272,7 +274,6 @@ class Run:
                 self.stats = None
             if self.stats is not None:
                 # same moments, with W C shared between the drift and the losses
-                from .fast_stats import SharedProductStats
                 self.stats = SharedProductStats(self.stats)
         self._check_time()
 
@@ -344,7 +345,6 @@ class Run:
         (the same for every record) or, for spiking rules, the ``SpikeRates`` of those
         records (row 0 of a run is NaN: no interval precedes the first record)."""
         if self._rates is not None:
-            from ..rules import SpikeRates
             return SpikeRates(np.asarray(self._rates[0][start:stop], float),
                               np.asarray(self._rates[1][start:stop], float))
         return self.stats
@@ -353,8 +353,6 @@ class Run:
         """The logged firing rates matching records ``[start, stop)``: row ``k`` as
         logged (``window = 0``), or the mean of rows ``k+1 … k+window``, the record
         intervals covered by the weight difference ``w_{k+window} − w_k``."""
-        from ..rules import SpikeRates
-
         if self._rates is None:
             raise BadInput(f"{self.path}: {self.stats_error or 'no /rates/pre and /rates/post'}")
         if not window:
@@ -374,8 +372,8 @@ class Run:
 
     @property
     def is_dynamics(self):
-        """A ``kind = "dynamics"`` run (plasticity.dynamics): ``/drift`` is the system's
-        exact drift and its losses come from the system."""
+        """A ``kind = "dynamics"`` run (a NumPy system of :mod:`plasticity.systems`):
+        ``/drift`` is the system's exact drift and its losses come from the system."""
         return self.model == "dynamics"
 
     def read_drift(self, start=0, stop=None):
@@ -399,7 +397,7 @@ class Run:
         self.close()
 
     def __repr__(self):
-        return (f"Run({str(self.path)!r}, kind={self.kind!r}, rule={self.rule_name!r}, "
+        return (f"Run({str(self.path)!r}, source={self.source!r}, rule={self.rule_name!r}, "
                 f"status={self.status!r}, records={self.n_records}, weights={self.n_synapses})")
 
 
@@ -417,18 +415,10 @@ def open_run(path):
     return Run(path)
 
 
-def _group_name(loss_name):
-    return str(loss_name).replace("/", "_") or "loss"
-
-
 def write_analysis(path, certificates, doc=None):
-    """Store certificates in ``/analysis/<loss>/`` of an HDF5 file, leaving the rest of
-    the file as it is. Returns False for ``.npz`` inputs (nothing written).
-
-    Each group holds the per-record arrays ``time``, ``psi`` (radians), ``psi_deg``,
-    ``kappa_min``, ``alpha``, ``descent``, ``moving``, ``loss``; the fitted
-    ``constant_metric`` (n × n) when there is one; and attributes with the summary:
-    ``summary`` (the JSON entry), ``verdict``, ``descent_fraction``, ``drift``.
+    """Store certificates in ``/analysis/<loss>/`` of an HDF5 file (the layout:
+    :func:`plasticity.io.codecs.write_certificate`), leaving the rest of the file as it
+    is. Returns False for ``.npz`` inputs (nothing written).
     """
     import h5py
 
@@ -439,24 +429,10 @@ def write_analysis(path, certificates, doc=None):
         with h5py.File(path, "r+") as f:
             root = f.require_group("analysis")
             for cert in certificates:
-                name = _group_name(cert.loss_name)
+                name = group_name(cert.loss_name)
                 if name in root:
                     del root[name]
-                g = root.create_group(name)
-                for key in ("time", "psi", "kappa_min", "alpha", "loss"):
-                    g.create_dataset(key, data=np.asarray(getattr(cert, key), float))
-                g.create_dataset("psi_deg", data=cert.psi_deg)
-                g.create_dataset("descent", data=cert.descent.astype(np.int8))
-                g.create_dataset("moving", data=cert.moving.astype(np.int8))
-                if cert.constant_metric is not None:
-                    g.create_dataset("constant_metric", data=cert.constant_metric)
-                summary = cert.summary()
-                g.attrs["summary"] = json.dumps(summary)
-                g.attrs["verdict"] = summary["verdict"]
-                g.attrs["drift"] = summary["drift"]
-                g.attrs["records"] = summary["records"]
-                dfrac = summary["descent_fraction"]
-                g.attrs["descent_fraction"] = np.nan if dfrac is None else dfrac
+                write_certificate(root.create_group(name), cert)
             if doc is not None:
                 root.attrs["document"] = json.dumps(doc)
             f.flush()

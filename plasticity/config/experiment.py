@@ -1,57 +1,24 @@
-"""Experiment configs: TOML files validated against a schema (pydantic).
+"""Rate and spiking experiments: the schema of an experiment config (pydantic).
 
-:func:`load_config` reads a file, applies ``--set key.path=value`` overrides and
-returns a resolved :class:`Experiment` (quantities in SI floats, rule parameters with
-their defaults filled in). Every problem raises :class:`~plasticity.errors.ConfigError`
-with one line naming the file, the key path and, where it helps, the allowed values.
-The keys are documented in the README and in ``experiments/*.toml``.
+Every key is documented in the README ("Config keys") and in ``experiments/*.toml``.
+Cross-checks between sections (a spiking rule needs a spiking model and Poisson
+inputs, the record interval is a whole number of steps, ...) are made here, so a bad
+config fails before anything is built.
 """
 
-import math
-import os
-import re
-import tomllib
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import tomli_w
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from .errors import ConfigError
-from .rules import RULES
-from .units import dimension_of, parse_quantity
+from ..inputs import check_patterns
+from ..rules import RULES
+from ..units import dimension_of, parse_quantity
+from .common import Rate, Record, Strict, Time, all_finite, is_multiple
+from .models import available_models, load_model_spec
 
-#: where the model specs live (``models/`` at the top of the repository)
-MODELS_DIR = Path(os.environ.get("PLASTICITY_MODELS", Path(__file__).resolve().parents[1] / "models"))
-
-
-def _quantity(dimension):
-    return BeforeValidator(lambda value: parse_quantity(value, dimension))
-
-
-Time = Annotated[float, _quantity("time"), Field(gt=0, allow_inf_nan=False)]
-Rate = Annotated[float, _quantity("rate"), Field(gt=0, allow_inf_nan=False)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
-
-
-def available_models():
-    """Names of the model specs in ``models/``."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
-
-
-def load_model_spec(name):
-    """The TOML spec of model ``name`` as a dict."""
-    path = MODELS_DIR / f"{name}.toml"
-    with open(path, "rb") as handle:
-        return tomllib.load(handle)
-
-
-class Init(_Strict):
+class Init(Strict):
     """Initial weights: ``uniform`` in [low, high], ``normal`` (mean, std) or ``constant``."""
 
     distribution: Literal["uniform", "normal", "constant"] = "uniform"
@@ -68,7 +35,7 @@ class Init(_Strict):
         return self
 
 
-class Topology(_Strict):
+class Topology(Strict):
     """Feed-forward connectivity as a networkx graph: ``generator`` is a function of
     ``networkx.bipartite`` (called with ``n_pre, n_post, **args``) or of ``networkx``
     (a graph on ``n_pre == n_post`` nodes, edge ``(i, j)`` connecting input ``i`` to
@@ -89,7 +56,7 @@ class Topology(_Strict):
                          f"random_graph, gnmk_random_graph; or a networkx graph generator)")
 
 
-class Network(_Strict):
+class Network(Strict):
     model: str
     n_pre: int = Field(gt=0)
     n_post: int = Field(1, gt=0)
@@ -101,13 +68,13 @@ class Network(_Strict):
     @field_validator("model")
     @classmethod
     def _known_model(cls, name):
-        models = available_models()
-        if name not in models:
-            raise ValueError(f"unknown model {name!r} (allowed: {', '.join(models)})")
+        if name not in available_models():
+            raise ValueError(f"unknown model {name!r} (allowed: {', '.join(available_models())})")
         return name
 
     @property
     def spec(self):
+        """The validated :class:`~plasticity.config.models.ModelSpec`."""
         return load_model_spec(self.model)
 
 
@@ -115,20 +82,7 @@ class Network(_Strict):
 _RATE_INPUT_KEYS = ("spectrum", "covariance", "mean", "patterns", "probabilities")
 
 
-def check_patterns(patterns, probabilities):
-    """``patterns`` rows of one length; ``probabilities`` (optional) one per row, not
-    all zero. Raises ValueError (also used by the ``bcm_slow`` dynamics system)."""
-    if len({len(row) for row in patterns}) != 1:
-        raise ValueError("all 'patterns' rows must have the same length")
-    if probabilities is not None:
-        if len(probabilities) != len(patterns):
-            raise ValueError(f"'probabilities' has {len(probabilities)} entries "
-                             f"for {len(patterns)} patterns")
-        if not sum(probabilities) > 0:
-            raise ValueError("'probabilities' must not all be zero")
-
-
-class Inputs(_Strict):
+class Inputs(Strict):
     kind: Literal["gaussian", "patterns", "poisson"]
     #: kind = "poisson": presynaptic firing rate(s), one for all or one per input
     rates: Rate | list[Rate] | None = None
@@ -180,7 +134,7 @@ class Inputs(_Strict):
         """The keys of gaussian/patterns inputs (of a rate model, or of the modulation
         of Poisson inputs)."""
         for key in ("spectrum", "covariance", "mean", "patterns"):
-            if not all(math.isfinite(v) for v in _flat(getattr(self, key))):
+            if not all_finite(getattr(self, key)):
                 raise ValueError(f"'{key}' must be finite (no inf or nan)")
         if kind == "gaussian":
             if (self.spectrum is None) == (self.covariance is None):
@@ -226,7 +180,7 @@ class Inputs(_Strict):
         return len(self.patterns[0])
 
 
-class RuleConfig(_Strict):
+class RuleConfig(Strict):
     """``name`` plus the rule's own parameters (see ``plasticity rules``)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -250,7 +204,7 @@ class RuleConfig(_Strict):
         return RULES[self.name].resolve(self.values)
 
 
-class Simulation(_Strict):
+class Simulation(Strict):
     duration: Time
     dt: Time = 1e-3
     device: Literal["runtime", "cpp_standalone", "auto"] = "auto"
@@ -262,16 +216,8 @@ class Simulation(_Strict):
         return int(round(self.duration / self.dt))
 
 
-class Record(_Strict):
-    every: Time = 1e-2
-    #: also record the rule's plastic state (e.g. BCM's theta)
-    state: bool = True
-    #: spiking models: also stream spike times to /spikes/<population>/{t, i}
-    spikes: bool = False
-
-
-class Experiment(_Strict):
-    """A resolved experiment: what :func:`plasticity.runner.run` needs, and nothing else."""
+class Experiment(Strict):
+    """A resolved rate or spiking experiment: what :func:`plasticity.sim.run` needs."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0, le=2**32 - 1)   # Brian2/NumPy legacy seeds are 32 bit
@@ -289,19 +235,15 @@ class Experiment(_Strict):
             raise ValueError(f"inputs: {self.inputs.size} inputs described but network.n_pre = "
                              f"{self.network.n_pre}")
         dt, every, duration = self.simulation.dt, self.record.every, self.simulation.duration
-        if not _is_multiple(every, dt):
+        if not is_multiple(every, dt):
             raise ValueError(f"record.every: {every:g} s is not a multiple of simulation.dt = {dt:g} s")
-        if not _is_multiple(duration, dt):
+        if not is_multiple(duration, dt):
             raise ValueError(f"simulation.duration: {duration:g} s is not a multiple of "
                              f"simulation.dt = {dt:g} s")
         if every > duration:
             raise ValueError(f"record.every: {every:g} s is longer than simulation.duration "
                              f"= {duration:g} s")
         return self
-
-    @property
-    def rule_params(self):
-        return self.rule.params
 
     def to_dict(self):
         """Plain dict of the resolved config (quantities in SI, rule defaults filled in)."""
@@ -313,17 +255,23 @@ class Experiment(_Strict):
         """The resolved config as TOML text (what is stored in a run file)."""
         return tomli_w.dumps(self.to_dict())
 
+    @property
+    def steps(self):
+        """Numbers of time steps: in the whole run, and between two records."""
+        sim = self.simulation
+        return sim.steps, int(round(self.record.every / sim.dt))
+
 
 def _check_spiking(experiment):
     """Cross-checks of the spiking keys: model kind vs rule kind vs input kind, the
     model parameter overrides, the post rates."""
     spec = experiment.network.spec
-    model_kind = spec.get("kind", "rate")
+    model_kind = spec.activity
     rule = RULES[experiment.rule.name]
-    rule_kind = getattr(rule, "kind", "rate")
+    rule_kind = rule.activity
     net = experiment.network
     if rule_kind != model_kind:
-        allowed = sorted(n for n, r in RULES.items() if getattr(r, "kind", "rate") == model_kind)
+        allowed = sorted(n for n, r in RULES.items() if r.activity == model_kind)
         raise ValueError(f"rule.name: {rule.name!r} is a {rule_kind} rule but model {net.model!r} "
                          f"is a {model_kind} model (allowed: {', '.join(allowed)})")
     if model_kind == "spiking" and experiment.simulation.device == "cpp_standalone":
@@ -335,7 +283,7 @@ def _check_spiking(experiment):
         raise ValueError(f"inputs.kind: \"poisson\" needs a spiking model (network.model = "
                          f"{net.model!r} is a {model_kind} model)")
     if net.params:
-        known = spec.get("params", {})
+        known = spec.params
         for key, value in net.params.items():
             if key not in known:
                 raise ValueError(f"network.params.{key}: unknown parameter of model {net.model!r} "
@@ -350,177 +298,20 @@ def _check_spiking(experiment):
                     raise ValueError(f"network.params.{key}: {error}") from None
     inputs = experiment.inputs
     if inputs.modulation is not None:
-        if spec.get("recurrent", False):
+        if spec.recurrent:
             raise ValueError(f"inputs.modulation: model {net.model!r} takes a constant external "
                              f"drive (modulation needs a model with a Poisson input population)")
         interval, dt = inputs.modulation_interval, experiment.simulation.dt
-        if not _is_multiple(interval, dt):
+        if not is_multiple(interval, dt):
             raise ValueError(f"inputs.modulation_interval: {interval:g} s is not a multiple of "
                              f"simulation.dt = {dt:g} s")
     post = experiment.inputs.post_rates
     if post is not None:
-        if spec.get("neuron") != "poisson":
+        if spec.neuron != "poisson":
             raise ValueError(f"inputs.post_rates: model {net.model!r} makes its own postsynaptic "
                              f"spikes (post_rates needs a model with neuron = \"poisson\")")
         if isinstance(post, list) and len(post) != net.n_post:
             raise ValueError(f"inputs.post_rates: {len(post)} rates for network.n_post = {net.n_post}")
-    elif spec.get("neuron") == "poisson":
+    elif spec.neuron == "poisson":
         raise ValueError(f"inputs.post_rates: missing (model {net.model!r} has Poisson "
                          f"postsynaptic neurons)")
-
-
-def _flat(value):
-    """The numbers of a (nested) list, or nothing for None."""
-    if value is None:
-        return
-    for item in value:
-        if isinstance(item, list):
-            yield from _flat(item)
-        else:
-            yield item
-
-
-def _is_multiple(value, step):
-    ratio = value / step
-    return abs(ratio - round(ratio)) < 1e-6 * max(1.0, ratio)
-
-
-# ----------------------------------------------------------------------------------
-# Reading, overriding, validating
-
-_SET = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)=(.*)$", re.S)
-
-
-def parse_override(text):
-    """``"rule.eta=0.01"`` -> ``(["rule", "eta"], 0.01)``. The value is read as a TOML
-    value (number, string, array, boolean), else kept as a plain string."""
-    match = _SET.match(text.strip())
-    if not match:
-        raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. rule.eta=0.01")
-    path, raw = match.groups()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return path.split("."), value
-
-
-def apply_overrides(data, overrides):
-    """Set each ``key.path=value`` of ``overrides`` in the nested dict ``data``."""
-    for text in overrides or ():
-        keys, value = parse_override(text)
-        node = data
-        for depth, key in enumerate(keys[:-1]):
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: {'.'.join(keys[:depth + 1])} is not a table")
-            node = child
-        node[keys[-1]] = value
-    return data
-
-
-def read_toml(path):
-    """The TOML file at ``path`` as a dict, or :class:`ConfigError`."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text (TOML) file") from None
-
-
-def validate(data, source="config"):
-    """Validate a config dict; return the :class:`Experiment` or raise ConfigError."""
-    try:
-        experiment = Experiment.model_validate(data)
-        _check_rule(experiment)
-        return experiment
-    except ValidationError as error:
-        raise ConfigError(f"{source}: {_describe(error)}") from None
-    except _RuleError as error:
-        raise ConfigError(f"{source}: {error}") from None
-
-
-class _RuleError(Exception):
-    pass
-
-
-def _check_rule(experiment):
-    rule = RULES[experiment.rule.name]
-    try:
-        rule.resolve(experiment.rule.values)
-    except KeyError as error:
-        key = error.args[0]
-        raise _RuleError(f"rule.{key}: unknown key for rule {rule.name!r} "
-                         f"(allowed: name, {', '.join(rule.parameters)})") from None
-    except ValueError as error:
-        raise _RuleError(f"rule.{error}") from None
-
-
-def load_config(path, overrides=(), seed=None):
-    """Read, override and validate the config at ``path``: the resolved Experiment."""
-    data = apply_overrides(read_toml(path), overrides)
-    if seed is not None:
-        data["seed"] = seed
-    if data.get("kind") == "dynamics":
-        # a learning rule given as a NumPy ODE/map, no Brian2 (plasticity.dynamics)
-        from .dynamics import load_dynamics_config
-
-        return load_dynamics_config(data, source=str(path))
-    return validate(data, source=str(path))
-
-
-def _describe(error):
-    """One line from a pydantic ValidationError of an :class:`Experiment`."""
-    return describe_error(error.errors()[0], Experiment)
-
-
-def describe_error(first, model):
-    """One line from the first error (a dict of ``ValidationError.errors()``) of
-    validating ``model``: the key path, what is wrong, the allowed values where there is
-    a list of them."""
-    loc = [str(part) for part in first["loc"]]
-    key = ".".join(loc)
-    kind, msg = first["type"], first["msg"]
-    if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1], model)
-        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return f"{key}: unknown key{hint}"
-    if kind == "missing":
-        return f"{key}: missing required key"
-    given = first.get("input")
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    elif kind != "model_type" and not isinstance(given, dict) and given is not None:
-        msg = f"{msg} (got {given!r})"
-    if not loc:
-        return msg
-    return f"{key}: {msg}"
-
-
-def _fields_at(loc, model):
-    for part in loc:
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
-
-
-def experiment_steps(experiment):
-    """Numbers of steps: total, per record."""
-    sim = experiment.simulation
-    return sim.steps, int(round(experiment.record.every / sim.dt))
-
-
-__all__ = ["Experiment", "load_config", "validate", "apply_overrides", "parse_override",
-           "available_models", "load_model_spec", "MODELS_DIR"]

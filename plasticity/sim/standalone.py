@@ -16,8 +16,8 @@ instead, so memory does not grow with the duration and a killed run keeps its re
   step are never seen.
 - Python launches the compiled program itself (not :meth:`device.run`, which blocks
   and changes the working directory), reads whole records from the pipe as they come,
-  checks each (:func:`~plasticity.runner.check_finite`) and appends it to the
-  :class:`~plasticity.recorder.RunFile` (which writes and flushes whole chunks). The
+  checks each (:func:`~plasticity.sim.session.check_finite`) and appends it to the
+  :class:`~plasticity.io.RunFile` (which writes and flushes whole chunks). The
   pipe gives back-pressure: the program waits when Python is behind, and nothing
   grows on disk or in memory.
 - Divergence (checked in Python) kills the program, the run ends ``diverged``;
@@ -43,6 +43,10 @@ import time as _time
 from pathlib import Path
 
 import numpy as np
+
+from ..rules import get_rule
+from .rate import build_rate_network
+from .session import Progress, check_finite, finish, open_run_file, stop_on_signals
 
 #: C++ of the recorder function; WEIGHTS and STATE_WRITES are filled in per network
 RECORD_CODE = r"""
@@ -80,8 +84,9 @@ def _cache_root():
 
 def model_key(experiment, record=True):
     """Hash of what shapes the generated code (not seed, name, duration or init)."""
-    from . import __version__
     import brian2
+
+    from .. import __version__
 
     data = experiment.to_dict()
     for key in ("name", "seed", "description"):
@@ -136,24 +141,21 @@ def _die_with_parent():
         pass
 
 
-def run(experiment, rule, params, rng, out_dir=None, path=None, progress=True, build_dir=None,
-        record=True):
-    """Run ``experiment`` on cpp_standalone; return the run file's path.
+def run(experiment, options):
+    """Run a rate experiment on cpp_standalone; return the run file's path.
 
-    Same contract as :func:`plasticity.runner.run` (which calls this); ``rng`` is the
-    experiment's numpy generator (inputs statistics, topology, initial weights).
-    ``record=False`` (benchmarks only) runs the program without the recorder and
-    writes no file; it returns ``None``.
+    ``options.record = False`` (benchmarks only) runs the program without the recorder
+    and writes no file; it returns ``None``.
     """
     import brian2 as b2
 
-    from .config import experiment_steps
-    from .network import build_rate_network
-    from .runner import _Progress, finish, open_run_file
-
+    rule = get_rule(experiment.rule.name)
+    params = experiment.rule.params
+    rng = np.random.default_rng(experiment.seed)
+    record = options.record
     sim = experiment.simulation
-    n_steps, every_steps = experiment_steps(experiment)
-    folder = _BuildDir(experiment, build_dir, record)
+    n_steps, every_steps = experiment.steps
+    folder = _BuildDir(experiment, options.build_dir, record)
     timings = {}
     try:
         b2.set_device("cpp_standalone", build_on_run=False)
@@ -211,17 +213,16 @@ def run(experiment, rule, params, rng, out_dir=None, path=None, progress=True, b
             run.last_timings = timings
             return None
 
-        runfile = open_run_file(experiment, rule, parts, out_dir, path, "cpp_standalone")
+        runfile = open_run_file(experiment, rule, parts, options, "cpp_standalone")
         try:
             outcome = _stream(command, folder.path, env, runfile, experiment, state_names,
-                              n_syn, n_post, _Progress(sim.duration, progress, experiment.name),
+                              n_syn, n_post, Progress(sim.duration, options.progress, experiment.name),
                               timings)
         except BaseException as error:
             runfile.close("failed", f"{type(error).__name__}: {error}")
             raise
         timings["total_run"] = timings.get("run", 0.0)
-        runfile.file.attrs["wall_time"] = timings.get("run", 0.0)
-        runfile.file.attrs["build_time"] = timings["build"]
+        runfile.set_attrs({"wall_time": timings.get("run", 0.0), "build_time": timings["build"]})
         run.last_timings = timings
         return finish(runfile, rule, outcome, outcome["time"])
     finally:
@@ -270,8 +271,6 @@ def _peak_memory(pid):
 
 def _stream(command, cwd, env, runfile, experiment, state_names, n_syn, n_post, bar, timings):
     """Launch the program, append its records to ``runfile`` as they come."""
-    from .runner import _stop_on_signals as stop_on_signals, check_finite
-
     sim = experiment.simulation
     record_doubles = 1 + n_syn + n_post * len(state_names)
     record_bytes = 8 * record_doubles

@@ -1,7 +1,7 @@
 """Spiking experiments: Poisson inputs, LIF neurons, event-driven plasticity (Brian2).
 
-:func:`run` is what :func:`plasticity.runner.run` calls for a model spec with
-``kind = "spiking"``. Three model specs are built here (``models/*.toml``):
+:func:`run` is what :func:`plasticity.sim.run` calls for a spiking model spec
+(``kind = "spiking"`` in ``models/*.toml``). Three model specs are built here (``models/*.toml``):
 
 - ``lif_poisson``: ``n_pre`` Poisson inputs (PoissonGroup at ``inputs.rates``; with
   ``inputs.modulation`` a NeuronGroup firing at ``max(0, rates + gain·x(t))``, ``x``
@@ -18,7 +18,7 @@
 The rule's Brian2 code (:class:`plasticity.rules.SpikingRule`) is the synapses'
 ``on_pre``/``on_post``; the synaptic transmission (``g_ex_post += w``) runs first.
 
-Recording (streamed with the same :class:`~plasticity.recorder.RunFile` as rate runs):
+Recording (streamed with the same :class:`~plasticity.io.RunFile` as rate runs):
 ``/weights`` every ``record.every``; ``/rates/pre`` (T, n_pre) and ``/rates/post``
 (T, n_post): each neuron's spike count over the record interval *ending* at
 ``/time[k]`` divided by its length (row 0 is NaN); with ``record.spikes = true`` also
@@ -26,8 +26,7 @@ Recording (streamed with the same :class:`~plasticity.recorder.RunFile` as rate 
 spike counts come from SpikeMonitors whose stored spikes are handed to the file and
 cleared at each record, so memory does not grow with the duration. Without spike
 streaming there are no monitors (on the runtime device each is one more code object
-run every step: the two cost ≈ 2.5 µs of a ≈ 23 µs step in the Song et al.
-benchmark, benchmarks/bench_stdp.py): the neurons count their spikes in their reset
+run every step, a cost benchmarks/bench_stdp.py measures): the neurons count their spikes in their reset
 (``spike_count``) and the inputs' spikes are counted by the plastic synapses'
 ``on_pre`` (``pre_spike_count``, read from one synapse per input; a SpikeMonitor
 only if some input has no plastic synapse).
@@ -37,11 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConfigError
-from .inputs import InputStats
-from .network import Topology, initial_weights, input_group, make_topology
-from .rules import get_rule
-from .units import dimension_of, parse_quantity
+from ..errors import ConfigError
+from ..inputs import InputStats
+from ..io.codecs import write_poisson_inputs
+from ..rules import get_rule
+from ..units import dimension_of, parse_quantity
+from .rate import Topology, initial_weights, input_group, make_topology, start_runtime
+from .session import Progress, check_finite, drive, finish, open_run_file
 
 
 def _units():
@@ -55,12 +56,12 @@ def model_params(experiment):
     """The model spec's ``[params]`` with ``network.params`` overrides, as Brian2
     quantities (strings with units) or plain numbers."""
     spec = experiment.network.spec
-    values = {**spec.get("params", {}), **experiment.network.params}
+    values = {**spec.params, **experiment.network.params}
     units = _units()
     out = {}
     for key, value in values.items():
         if isinstance(value, str):
-            dim = dimension_of(spec["params"][key])
+            dim = dimension_of(spec.params[key])
             out[key] = parse_quantity(value, dim) * units[dim]
         else:
             out[key] = value
@@ -110,8 +111,8 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
     namespace = {**mp, **rule_namespace(rule, params)}
     syn_eqs, on_pre, on_post = rule.code(params)
     post_eqs, post_spike, post_init = rule.post_code(params)
-    recurrent = bool(spec.get("recurrent", False))
-    neuron_kind = spec.get("neuron", "lif")
+    recurrent = spec.recurrent
+    neuron_kind = spec.neuron
     objects = []
     modulation = None
     # spike counts for /rates: SpikeMonitors only when spikes are streamed, else the
@@ -278,33 +279,30 @@ def _take_spikes(monitor):
     return t, i
 
 
-def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
+def run(experiment, options):
     """Run a spiking experiment (runtime device) and return its run file's path."""
-    import brian2 as b2
-
-    from .runner import _Progress, check_finite, drive, finish, open_run_file
-
     rule = get_rule(experiment.rule.name)
     params = experiment.rule.params
     rng = np.random.default_rng(experiment.seed)
     sim = experiment.simulation
-    b2.set_device("runtime")
-    b2.prefs.codegen.target = "cython"
-    b2.defaultclock.dt = sim.dt * b2.second
-    b2.seed(experiment.seed)
+    start_runtime(experiment)
     parts = build_spiking_network(experiment, rule, params, rng,
                                   record_spikes=experiment.record.spikes)
 
     n_pre, n_post = experiment.network.n_pre, experiment.network.n_post
-    runfile = open_run_file(experiment, rule, parts, out_dir, path, "runtime",
-                            stats=_PoissonStats(parts.input_rates, parts.modulation, experiment.inputs),
+    inputs_cfg = experiment.inputs
+
+    def inputs(group):
+        write_poisson_inputs(group, parts.input_rates, parts.modulation, inputs_cfg.gain,
+                             inputs_cfg.modulation_interval, inputs_cfg.modulation)
+
+    runfile = open_run_file(experiment, rule, parts, options, "runtime", inputs=inputs,
                             extra_sizes={"rates/pre": n_pre, "rates/post": n_post},
                             attrs={"kind": "spiking"})
-    f = runfile.file
-    f["rates"].attrs["unit"] = "Hz"
-    f["rates"].attrs["interval"] = ("row k: spike count over (time[k-1], time[k]] divided by "
-                                    "its length; row 0 is NaN")
-    bar = _Progress(sim.duration, progress, experiment.name)
+    runfile.set_attrs({"unit": "Hz",
+                       "interval": "row k: spike count over (time[k-1], time[k]] divided by "
+                                   "its length; row 0 is NaN"}, path="rates")
+    bar = Progress(sim.duration, options.progress, experiment.name)
     last = {"t": 0.0, "pre": np.zeros(n_pre), "post": np.zeros(n_post)}
 
     def record(t):
@@ -327,41 +325,3 @@ def run(experiment, out_dir=None, *, path=None, progress=True, build_dir=None):
 
     outcome, now = drive(experiment, parts.network, record, runfile, bar)
     return finish(runfile, rule, outcome, now)
-
-
-class _PoissonStats:
-    """``/inputs`` of a spiking run: ``kind = "poisson"`` and the configured Poisson
-    rates (Hz) of the presynaptic side (for ``ei_network``: the external drive per
-    neuron). No ``mean``/``covariance``: the rate-model moments do not describe spike
-    trains, so the analysis falls back to the window drift estimate (the rate-limit
-    drift of a spiking rule needs the logged ``/rates`` instead, see
-    :class:`plasticity.rules.SpikeRates`).
-
-    Modulated inputs (``inputs.modulation``): ``/inputs`` is the modulation's
-    :class:`~plasticity.inputs.InputStats` (``kind`` = ``"patterns"`` or
-    ``"gaussian"``, ``mean``, ``covariance``, ``patterns``, ... as in a rate run, so
-    ``InputStats.from_hdf5`` reads it) plus ``rates`` (the baseline, Hz) and the attrs
-    ``poisson = True``, ``modulation``, ``gain`` (Hz), ``interval`` (s), ``baseline``
-    (Hz, when one rate for all) and ``rate`` (the formula)."""
-
-    def __init__(self, rates, modulation=None, inputs=None):
-        self.rates = np.asarray(rates, float)
-        self.modulation = modulation
-        self.inputs = inputs
-
-    def to_hdf5(self, group):
-        if self.modulation is None:
-            group.attrs["kind"] = "poisson"
-            group.attrs["transfer"] = "spiking"
-        else:
-            self.modulation.to_hdf5(group)
-            group.attrs["poisson"] = True
-            group.attrs["modulation"] = self.inputs.modulation
-            group.attrs["gain"] = float(self.inputs.gain)
-            group.attrs["interval"] = float(self.inputs.modulation_interval)
-            if np.ptp(self.rates) == 0:
-                group.attrs["baseline"] = float(self.rates[0])
-            group.attrs["rate"] = ("rate_i(t) = max(0, rates_i + gain * x_i(t)) Hz, x drawn "
-                                   "from these statistics every interval and held")
-        group["rates"] = self.rates
-        group["rates"].attrs["unit"] = "Hz"

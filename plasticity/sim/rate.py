@@ -1,4 +1,4 @@
-"""Build the Brian2 network of a rate experiment: inputs → synapses (plastic) → neurons.
+"""Rate experiments on Brian2's runtime device: inputs → synapses (plastic) → neurons.
 
 One Brian2 object per concept:
 
@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from .errors import ConfigError
-from .inputs import InputStats
+from ..errors import ConfigError
+from ..inputs import InputStats
+from ..rules import get_rule
+from .session import Progress, check_finite, drive, finish, open_run_file
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Topology:
 def make_stats(experiment, rng):
     """The :class:`InputStats` of an experiment (numpy only; seeded by ``rng``)."""
     inputs, n = experiment.inputs, experiment.network.n_pre
-    transfer_name = experiment.network.spec.get("transfer", "linear")
+    transfer_name = experiment.network.spec.transfer
     if inputs.kind == "gaussian":
         return InputStats.gaussian(n, rng, spectrum=inputs.spectrum, rotation=inputs.rotation,
                                    covariance=inputs.covariance, mean=inputs.mean,
@@ -110,7 +112,7 @@ def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None):
     or patterns), and the other Brian2 objects that drawing needs (a ``latent`` group
     and ``mixing`` synapses, or the pattern ``chooser``). ``x`` is redrawn at the start
     of every time step, or every ``dt`` (seconds) when given: Poisson inputs modulated by
-    these statistics (:mod:`plasticity.spiking`) hold each draw for an interval and add
+    these statistics (:mod:`plasticity.sim.spiking`) hold each draw for an interval and add
     their own ``eqs`` and ``threshold``."""
     import brian2 as b2
 
@@ -198,3 +200,43 @@ def build_rate_network(experiment, rule, params, rng):
 
     network = b2.Network(objects + [inputs, neurons, synapses])
     return RateNetwork(network, synapses, neurons, topology, stats)
+
+
+def start_runtime(experiment):
+    """Select Brian2's runtime device (Cython) with the experiment's time step and seed."""
+    import brian2 as b2
+
+    b2.set_device("runtime")
+    b2.prefs.codegen.target = "cython"
+    b2.defaultclock.dt = experiment.simulation.dt * b2.second
+    b2.seed(experiment.seed)
+
+
+def run(experiment, options):
+    """Run a rate experiment on the runtime device; return the run file's path."""
+    import brian2 as b2
+
+    rule = get_rule(experiment.rule.name)
+    params = experiment.rule.params
+    rng = np.random.default_rng(experiment.seed)
+    sim = experiment.simulation
+    start_runtime(experiment)
+    parts = build_rate_network(experiment, rule, params, rng)
+    if not options.record:
+        parts.network.run(sim.duration * b2.second, namespace={})
+        return None
+    runfile = open_run_file(experiment, rule, parts, options, "runtime")
+    synapses, neurons = parts.synapses, parts.neurons
+    state_names = list(runfile.state_sizes)
+    bar = Progress(sim.duration, options.progress, experiment.name)
+
+    def record(t):
+        w = np.asarray(synapses.w_[:])
+        state = {name: np.asarray(getattr(neurons, name + "_")[:]) for name in state_names}
+        problem = check_finite(w, state, sim.weight_bound)
+        runfile.append(t, w, state)
+        bar.update_to(t)
+        return problem
+
+    outcome, now = drive(experiment, parts.network, record, runfile, bar)
+    return finish(runfile, rule, outcome, now)

@@ -1,0 +1,90 @@
+"""Pieces shared by every experiment schema: the strict base model, quantities with
+units, and the one-line error text of a validation failure."""
+
+import difflib
+import math
+from pydantic import BaseModel, ConfigDict
+
+from ..units import quantity_type
+
+Time = quantity_type("time")
+Rate = quantity_type("rate")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class Record(Strict):
+    """``[record]``: what is logged, and how often."""
+
+    every: Time = 1e-2
+    #: also record the rule's plastic state (e.g. BCM's theta)
+    state: bool = True
+    #: spiking models: also stream spike times to /spikes/<population>/{t, i}
+    spikes: bool = False
+
+
+def is_multiple(value, step):
+    """Whether ``value`` is a whole number of ``step`` (to a relative 1e-6)."""
+    ratio = value / step
+    return abs(ratio - round(ratio)) < 1e-6 * max(1.0, ratio)
+
+
+def flat(value):
+    """The numbers of a (nested) list, or nothing for None."""
+    if value is None:
+        return
+    for item in value:
+        if isinstance(item, list):
+            yield from flat(item)
+        else:
+            yield item
+
+
+def all_finite(value):
+    return all(math.isfinite(v) for v in flat(value))
+
+
+def describe_error(first, model):
+    """One line from the first error (a dict of ``ValidationError.errors()``) of
+    validating ``model``: the key path, what is wrong, the allowed values where there is
+    a list of them."""
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc)
+    kind, msg = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        allowed = fields_at(loc[:-1], model)
+        if len(loc) == 1 and isinstance(first.get("input"), dict):
+            close = difflib.get_close_matches(loc[0], allowed, n=1)
+            hint = f", did you mean '{close[0]}'?" if close else f" (allowed: {', '.join(allowed)})"
+            return f"unknown section '{loc[0]}'{hint}"
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = (f" (did you mean '{close[0]}'? allowed: {', '.join(allowed)})" if close
+                else f" (allowed: {', '.join(allowed)})" if allowed else "")
+        return f"{key}: unknown key{hint}"
+    if kind == "missing":
+        return f"{key}: missing required key"
+    given = first.get("input")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    elif kind != "model_type" and not isinstance(given, dict) and given is not None:
+        msg = f"{msg} (got {given!r})"
+    if not loc:
+        return msg
+    return f"{key}: {msg}"
+
+
+def fields_at(loc, model):
+    """The keys allowed at ``loc`` (a key path) of ``model``."""
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
