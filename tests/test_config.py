@@ -280,3 +280,19 @@ def test_overrides_and_seed(write_config):
     assert experiment.seed == 11
     with pytest.raises(ConfigError, match="rule.eta"):
         load_config(path, ["rule.eta=-1"])
+
+
+def test_misspelt_section_is_named(tmp_path, base_config, write_config, capsys):
+    from conftest import assert_run_rejected
+
+    base_config["simulaton"] = base_config.pop("simulation")
+    assert_run_rejected(write_config(base_config), tmp_path / "out",
+                        "unknown section 'simulaton', did you mean 'simulation'?", capsys)
+
+
+def test_misspelt_key_suggests_the_right_one(tmp_path, base_config, write_config, capsys):
+    from conftest import assert_run_rejected
+
+    base_config["record"]["evry"] = "10 ms"
+    assert_run_rejected(write_config(base_config), tmp_path / "out",
+                        "record.evry: unknown key (did you mean 'every'?", capsys)

@@ -48,6 +48,14 @@ def all_finite(value):
     return all(math.isfinite(v) for v in flat(value))
 
 
+def first_error(error):
+    """The error to report of a pydantic ``ValidationError``: an unknown key first (a
+    misspelt key or section also explains the "missing" error of the right one)."""
+    errors = error.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    return dict((unknown or errors)[0])
+
+
 def describe_error(first, model):
     """One line from the first error (a dict of ``ValidationError.errors()``) of
     validating ``model``: the key path, what is wrong, the allowed values where there is

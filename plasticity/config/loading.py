@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..rules import RULES
-from .common import describe_error
+from .common import describe_error, first_error
 from .experiment import Experiment
 
 _SET = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)=(.*)$", re.S)
@@ -63,7 +63,7 @@ def validate(data, source="config"):
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{source}: {describe_error(error.errors()[0], Experiment)}") from None
+        raise ConfigError(f"{source}: {describe_error(first_error(error), Experiment)}") from None
     rule = RULES[experiment.rule.name]
     try:
         rule.resolve(experiment.rule.values)

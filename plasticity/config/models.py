@@ -23,7 +23,7 @@ from pydantic import ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..units import dimension_of
-from .common import Strict, describe_error
+from .common import Strict, describe_error, first_error
 
 MODELS_ENV = "PLASTICITY_MODELS"
 
@@ -114,7 +114,7 @@ def _load(path, mtime):
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as error:
-        first = dict(error.errors()[0])
+        first = first_error(error)
         first["loc"] = tuple("kind" if part == "activity" else part for part in first["loc"])
         raise ConfigError(f"{path}: {describe_error(first, ModelSpec)}") from None
 
