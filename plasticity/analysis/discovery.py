@@ -437,11 +437,12 @@ def _window_for(run, window):
 
 def _features(run, families, kind, h, block, z, chunk=None):
     """Stream the records: per family the T' × K matrix ``c``, the gradient norms and
-    the weighted Gram sum ``Σ_k ‖∇ψ·∇ψ‖/‖f_k‖²`` over the significant records of the
-    fitting half; per record ``‖f_k‖`` and the standard error of the window drift."""
+    the weighted Gram sums ``Σ_k (∇ψ_j·∇ψ_l)/‖f_k‖²`` over the significant records of the
+    fitting half (one per octave of ‖f_k‖); per record ``‖f_k‖`` and the standard error
+    of the window drift."""
     cols = {fam.name: [] for fam in families}
     norms = {fam.name: [] for fam in families}
-    grams = {fam.name: np.zeros((fam.K, fam.K)) for fam in families}
+    grams = {fam.name: {} for fam in families}
     f_norm, se = [], []
     for start, stop in run.chunks(chunk, overlap=h):
         if kind == "given":
@@ -456,7 +457,8 @@ def _features(run, families, kind, h, block, z, chunk=None):
             dt = (run.time[start + h:stop + h] - run.time[start:stop])[:, None]
             f = (w[h:] - w[:-h]) / dt
             fn = np.linalg.norm(f, axis=1)
-            at = w[:-h]
+            # the mean-value gradient of a quadratic is its gradient at the midpoint
+            at = 0.5 * (w[:-h] + w[h:])
             dirs = {}
             for fam in families:
                 v = fam.values(w)
@@ -478,7 +480,13 @@ def _features(run, families, kind, h, block, z, chunk=None):
                 G = fam.gram(at[use])
                 weight = 1.0 / fn[use] ** 2
                 ok = np.all(np.isfinite(G), axis=(1, 2))
-                grams[fam.name] += np.einsum("b,bkl->kl", weight[ok], G[ok])
+                # binned by the octave of ‖f_k‖: the records at rest (‖f‖ below
+                # FIXED_POINT_RTOL × the largest, known only at the end) are left out then
+                octave = np.floor(np.log2(fn[use][ok])).astype(int)
+                part = weight[ok, None, None] * G[ok]
+                bins = grams[fam.name]
+                for o in np.unique(octave):
+                    bins[int(o)] = bins.get(int(o), 0.0) + part[octave == o].sum(axis=0)
         f_norm.append(fn)
         se.append(sek)
     cat = np.concatenate
@@ -562,8 +570,13 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         ok &= np.all(np.isfinite(Cn), axis=1)
         fit, held = ok & fit_rows, ok & ~fit_rows
         # least squares f_k ≈ −∇L_θ(w_k), each record weighted by 1/‖f_k‖²
-        b = np.sum(C[fit] / f_norm[fit, None] ** 2, axis=0)
-        theta_ls = np.linalg.lstsq(grams[fam.name], -b, rcond=1e-10)[0] * scale
+        # (in the scaled basis θ̃ = θ·s, whose Gram matrix is far better conditioned)
+        b = np.sum(C[fit] / f_norm[fit, None] ** 2, axis=0) / scale
+        rest = FIXED_POINT_RTOL * (f_norm[finite].max() if finite.any() else 0.0)
+        A = sum((G for o, G in grams[fam.name].items() if 2.0 ** o > rest), np.zeros((fam.K, fam.K)))
+        A = A / np.outer(scale, scale)
+        d = np.sqrt(np.clip(np.diag(A), 1e-300, None))
+        theta_ls = np.linalg.lstsq(A / np.outer(d, d), -b / d, rcond=1e-12)[0] / d
         theta_s, best = fit_margin(Cn[fit], keep, target=theta_ls)
         margins = -Cn @ theta_s
         fit_m = float(np.min(margins[fit])) if fit.any() else float("nan")
@@ -580,3 +593,32 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
                              int(fit.sum()), int(held.sum()), int((moving & ~significant).sum()),
                              found, loss, fam.describe(), margins, ~fit_rows))
     return out, info
+
+
+def discovery_certificates(run, drift="auto", window=None, rule_losses=None):
+    """Discover losses in an opened run and certify the ones found (the work of
+    ``plasticity analyze`` on a trajectory with no loss given).
+
+    Returns ``(certificates, section)``: one :class:`Certificate` per found loss, named
+    ``discovered:<family>``, its summary extended with the fit (``family``,
+    ``coefficients``, ``fit_margin``, ``heldout_margin``, ``heldout_descent_fraction``,
+    ``basis``); ``section`` is the document's ``discovery`` entry: the drift and window
+    used, how many records were significant, every family tried and which were found.
+    """
+    from .pipeline import certify_run
+
+    kind = drift if drift in ("given", "window") else "auto"
+    results, info = discover_losses(run, kind, window, rule_losses=rule_losses)
+    certs = []
+    for d in results:
+        if not d.found:
+            continue
+        cert = certify_run(run, [d.loss], info["drift"], info["window"])[0]
+        fit = d.summary()
+        fit.pop("found")
+        cert.extra.update(fit)
+        certs.append(cert)
+    section = dict(info)
+    section["families"] = [d.summary() for d in results]
+    section["found"] = [f"discovered:{d.family}" for d in results if d.found]
+    return certs, section

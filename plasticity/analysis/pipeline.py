@@ -131,12 +131,9 @@ def _losses_for(run, loss_specs, system=None):
         if not losses:
             raise BadInput(f"{run.path}: dynamics system {system.name!r} has no loss; pass --loss")
         return losses, True
-    if run.rule is None:
-        raise BadInput(f"{run.path}: {run.rule_error}, so there are no candidate losses; "
-                       "pass --loss path/to/module.py:name")
-    if not run.rule.losses:
-        # nothing to certify against: the recurrence test still runs (analyze_file)
-        return [], True
+    if run.rule is None or not run.rule.losses:
+        # no loss known: losses are discovered (analyze_file) and the recurrence test runs
+        return [], False
     return rule_losses(run.rule_name, run.stats, layout, run.params), True
 
 
@@ -344,7 +341,7 @@ def combined_loss(losses, weights):
 
 
 def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
-                 recurrence=True, window_losses=True):
+                 recurrence=True, window_losses=True, discover=True):
     """Certify a run file; the JSON document of DESIGN.md as a dict.
 
     Parameters
@@ -364,6 +361,10 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         Test the trajectory for recurrence (verdict ``no-loss-exists``).
     window_losses : bool
         For dynamics runs, search the smallest window loss where a loss is not descended.
+    discover : bool
+        When no loss is given and the file names none, search the families of
+        :mod:`~plasticity.analysis.discovery` (document entry ``discovery``; each loss
+        found is certified as ``discovered:<family>``).
 
     Returns
     -------
@@ -393,6 +394,11 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             cert.extra["combination"] = {loss.name: float(mu) for loss, mu in zip(losses, lp["weights"])}
             cert.extra["worst_margin"] = lp["margin"]
             certs.append(cert)
+        section = None
+        if not losses and discover:
+            from .discovery import discovery_certificates
+            found, section = discovery_certificates(run, drift, window)
+            certs.extend(found)
         rec, smooth = run_recurrence(run) if recurrence else (None, None)
         rec_doc = None
         if rec is not None:
@@ -419,14 +425,32 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             "recurrence": rec_doc,
             "results": [c.summary() for c in certs],
         }
+        if section is not None:
+            doc["discovery"] = section
         if rec is not None:
             doc["verdict"] = "no-loss-exists"
         if not losses:
-            doc["note"] = (f"rule {run.rule_name!r} has no known loss: only the recurrence test "
-                           "was run; pass --loss path/to/module.py:name to certify")
+            who = f"rule {run.rule_name!r} has no known loss" if run.rule else run.rule_error
+            doc["note"] = (f"{who}: losses were searched for (discovery) and the recurrence "
+                           "test was run; pass --loss path/to/module.py:name to certify your own")
     if store:
         doc["stored"] = write_analysis(path, certs, doc)
     return doc
+
+
+def _discovery_lines(section):
+    """Lines of the table for the ``discovery`` entry: each family tried, its result."""
+    if not section:
+        return []
+    how = section["drift"] + (f" (window {section['window']} records)" if section.get("window") else "")
+    lines = [f"loss discovery: drift {how}; {section['significant']} of {section['records']} records "
+             f"significant; fitted on half of them, tested on the other half"]
+    for fam in section["families"]:
+        state = "FOUND" if fam["found"] else "none"
+        lines.append(f"  {fam['family']:<10} {state:<5} fit margin {_fmt(fam['fit_margin'])}, held-out "
+                     f"descent {_fmt(fam['heldout_descent_fraction'], '.3f')} "
+                     f"(margin {_fmt(fam['heldout_margin'])}) over {fam['heldout_records']} records")
+    return lines
 
 
 def _fmt(x, spec=".3g"):
@@ -491,6 +515,7 @@ def format_table(doc):
                              f"T = {wl['window_reported']:g})")
     if doc.get("note"):
         notes.append(doc["note"])
+    notes.extend(_discovery_lines(doc.get("discovery")))
     rec = doc.get("recurrence")
     if not doc["results"] and rec is None:
         notes.append("recurrence: none found")
