@@ -148,3 +148,25 @@ def test_fit_margin_lp():
     assert best > 0 and np.all(-C @ theta > 0)
     theta, best = fit_margin(np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]))
     assert best <= 1e-12
+
+
+def test_cli_analyze_without_loss_and_report_with_loss(tmp_path, capsys):
+    from plasticity.cli import main
+
+    t, W, F, _ = planted("separable", 10)
+    path = tmp_path / "traj.npz"
+    np.savez(path, time=t, weights=W)
+    assert main(["analyze", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "loss discovery" in out and "discovered:separable" in out
+    module = tmp_path / "user.py"
+    module.write_text("import numpy as np\ndef half(w):\n    return 0.5 * np.sum(w * w, 1), w\n")
+    assert main(["report", str(path), "--loss", f"{module}:half"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    bad = tmp_path / "notes.h5"
+    bad.write_text("hello\n")
+    for argv in (["report", str(bad)], ["report", str(path), "--loss", "nonsense"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("plasticity: error:"), err
+    assert not list(tmp_path.glob("notes_*.png"))
