@@ -45,7 +45,8 @@ The families (:data:`FAMILIES`):
   polynomial of ``u = (w − mid)/half`` (``mid``, ``half``: centre and half-width of the
   range the weights visit), plus barrier terms ``−log(u + 1 + ε)`` and
   ``−log(1 + ε − u)`` at a bound where the data shows weights piling up (at least 1% of
-  the entries within 10⁻³ of the range from the smallest or largest value);
+  the weights of the last record within 10⁻³ of the range from the smallest or largest
+  value the run visits);
 - ``quadratic``: centred at the last record ``w_ref`` (``x = w − w_ref``): the
   isotropic term ``½‖x‖²`` (or one such term per postsynaptic neuron: a block
   diagonal matrix), plus a low-rank part ``½ zᵀAz + bᵀz`` on ``z = Uᵀx``, where ``U``
@@ -108,46 +109,63 @@ class SeparableFamily:
     def _u(self, w):
         return (np.asarray(w, float) - self.mid) / self.half
 
-    def _phi(self, u):
-        """``(Φ_j(u), Φ_j'(u))`` for each basis function, arrays (K, B, n)."""
-        vals = [u, u ** 2 / 2, u ** 3 / 3, u ** 4 / 4]
-        ders = [np.ones_like(u), u, u ** 2, u ** 3]
+    def _phi(self, u, values=True, derivatives=True):
+        """``(Φ_j(u), Φ_j'(u))`` for each basis function, lists of K arrays (B, n)
+        (``None`` for the part not asked for; Φ_0' = 1 is returned as a scalar)."""
+        u2 = u * u
+        u3 = u2 * u
+        vals = [u, 0.5 * u2, u3 / 3, 0.25 * u2 * u2] if values else None
+        ders = [1.0, u, u2, u3] if derivatives else None
         e = self.EPS
-        if self.lower_barrier:
-            a = np.maximum(u + 1 + e, e * 1e-3)
-            vals.append(-np.log(a))
-            ders.append(-1.0 / a)
-        if self.upper_barrier:
-            a = np.maximum(1 + e - u, e * 1e-3)
-            vals.append(-np.log(a))
-            ders.append(1.0 / a)
+        for on, a, sign in ((self.lower_barrier, u + 1 + e, -1.0), (self.upper_barrier, 1 + e - u, 1.0)):
+            if not on:
+                continue
+            a = np.maximum(a, e * 1e-3)
+            if values:
+                vals.append(-np.log(a))
+            if derivatives:
+                ders.append(sign / a)
         return vals, ders
 
+    def _derivatives(self, w):
+        """``Φ_j'(u)`` as one array (B, K, n)."""
+        u = self._u(w)
+        _, ders = self._phi(u, values=False)
+        D = np.empty((u.shape[0], self.K, u.shape[1]))
+        for j, d in enumerate(ders):
+            D[:, j] = d
+        return D
+
     def values(self, w):
-        vals, _ = self._phi(self._u(w))
+        vals, _ = self._phi(self._u(w), derivatives=False)
         return np.stack([v.sum(axis=1) for v in vals], axis=1)
 
     def directional(self, w, f):
-        _, ders = self._phi(self._u(w))
-        return np.stack([np.einsum("bi,bi->b", d, f) for d in ders], axis=1) / self.half
+        D = self._derivatives(w)
+        return np.einsum("bki,bi->bk", D, f) / self.half
 
     def grad_norms(self, w):
-        _, ders = self._phi(self._u(w))
-        return np.stack([np.linalg.norm(d, axis=1) for d in ders], axis=1) / self.half
+        return self.grad_norms_and_gram(w)[0]
 
     def gram(self, w):
-        _, ders = self._phi(self._u(w))
-        D = np.stack(ders, axis=1)                       # (B, K, n)
-        return np.einsum("bkn,bln->bkl", D, D) / self.half ** 2
+        return self.grad_norms_and_gram(w)[1]
+
+    def grad_norms_and_gram(self, w):
+        """Gradient norms (B, K) and per-record Gram matrices (B, K, K), from one
+        evaluation of the basis."""
+        D = self._derivatives(w)
+        G = np.matmul(D, D.transpose(0, 2, 1)) / self.half ** 2
+        return np.sqrt(np.einsum("bkk->bk", G)), G
 
     def function(self, theta):
         theta = np.asarray(theta, float)
 
         def loss(w):
-            vals, ders = self._phi(self._u(w))
+            u = self._u(w)
+            vals, ders = self._phi(u)
             v = sum(t * x.sum(axis=1) for t, x in zip(theta, vals))
             g = sum(t * d for t, d in zip(theta, ders)) / self.half
-            return v, g
+            return v, np.broadcast_to(g, u.shape).copy()
 
         return loss
 
@@ -375,8 +393,9 @@ class Discovery:
 
 # -- streaming passes -----------------------------------------------------------------
 def _scan(run, rank, seed=0):
-    """One pass: the range of the weights, how many entries sit at each end, and the
-    randomised range finder ``Σ_k x_k (x_kᵀΩ)`` for the principal directions."""
+    """One pass: the range of the weights and the randomised range finder
+    ``Σ_k x_k (x_kᵀΩ)`` for the principal directions; whether the last record has
+    weights piled up at either end of the range."""
     n = run.n_synapses
     T = run.n_records
     w_ref = run.weights(T - 1, T)[0]
@@ -392,15 +411,12 @@ def _scan(run, rank, seed=0):
         if p:
             x = w - w_ref
             sketch += x.T @ (x @ omega)
+    # weights pile up at a bound by the end of a run: judged on the last record
     tol = 1e-3 * (hi - lo)
-    at_lo = at_hi = 0
-    for a, b in run.chunks():
-        w = run.weights(a, b)
-        at_lo += int(np.count_nonzero(w <= lo + tol))
-        at_hi += int(np.count_nonzero(w >= hi - tol))
-    total = run.n_records * n
+    at_lo = np.count_nonzero(w_ref <= lo + tol) >= max(1, 0.01 * n)
+    at_hi = np.count_nonzero(w_ref >= hi - tol) >= max(1, 0.01 * n)
     return dict(lo=float(lo), hi=float(hi), w_ref=w_ref, sketch=sketch, motion=motion,
-                lower=at_lo >= 0.01 * total and hi > lo, upper=at_hi >= 0.01 * total and hi > lo)
+                lower=bool(at_lo and hi > lo), upper=bool(at_hi and hi > lo))
 
 
 def _basis_directions(sketch, motion, n, rank):
@@ -475,9 +491,14 @@ def _features(run, families, kind, h, block, z, chunk=None):
         use = ((rows // block) % 2 == 0) & np.isfinite(fn) & (fn > 0) & (fn >= z * sek)
         for fam in families:
             cols[fam.name].append(dirs[fam.name])
-            norms[fam.name].append(fam.grad_norms(at))
+            if hasattr(fam, "grad_norms_and_gram"):
+                N, G = fam.grad_norms_and_gram(at)
+                G = G[use]
+            else:
+                N = fam.grad_norms(at)
+                G = fam.gram(at[use]) if use.any() else None
+            norms[fam.name].append(N)
             if use.any():
-                G = fam.gram(at[use])
                 weight = 1.0 / fn[use] ** 2
                 ok = np.all(np.isfinite(G), axis=(1, 2))
                 # binned by the octave of ‖f_k‖: the records at rest (‖f‖ below
