@@ -7,11 +7,11 @@ the whole trajectory enters the fit through the T × K matrix ``c`` (K basis
 functions), computed while the file is streamed in chunks (:meth:`Run.chunks`):
 O(T·n·K) time, O(n·K) memory for the basis, plus the T × K matrix itself.
 
-With the ``window`` drift (weight differences over ``h`` records; docs/math.md §4) the
-matching gradient is the mean-value gradient over the segment, and then
-``c_kj = (ψ_j(w_{k+h}) − ψ_j(w_k))/(t_{k+h} − t_k)`` exactly: only the values of the
-basis functions at the records are needed. With a ``given`` drift (``/drift``)
-``c_kj = f_k·∇ψ_j(w_k)``.
+With the ``window`` drift of a smooth trajectory (weight differences over one record,
+docs/math.md §4) the matching gradient is the mean-value gradient over the segment,
+and then ``c_kj = (ψ_j(w_{k+1}) − ψ_j(w_k))/(t_{k+1} − t_k)`` exactly: only the values
+of the basis functions at the records are needed. With a ``given`` drift (``/drift``)
+``c_kj = f_k·∇ψ_j(w_k)``; for noisy paths see "Noise" below.
 
 The fit (a linear programme, ``scipy.optimize.linprog``, as for the combination of a
 rule's candidate losses in :func:`~plasticity.analysis.fitting.fit_loss_combination`):
@@ -26,18 +26,27 @@ rule's candidate losses in :func:`~plasticity.analysis.fitting.fit_loss_combinat
    well. Without it, the LP's vertex solution sets every coefficient the binding
    records do not constrain to ±1.
 
-The records are split into alternating blocks (of ``max(h, T/20)`` records): even
-blocks fit, odd blocks are held out. A loss is **found** when its margin on the
-fitting half is positive and it is descended at every significant moving record of
-the held-out half (held-out descent fraction 1). So a loss that only memorises the
-records it was fitted on is not called found.
+The records are split in two halves (:func:`_split`): for a trajectory that is smooth
+at the record spacing, alternating blocks of records (even blocks fit, odd blocks are
+held out); for a noisy sample path (window ``h > 1``), the first half fits and the
+second half is held out. A loss is **found** when its margin on the fitting half is
+positive and it is descended at every significant moving record of the held-out half
+(held-out descent fraction 1). So a loss that only memorises the records it was fitted
+on is not called found.
 
-Noise: for the window drift, each record's drift is the mean of ``h`` single-step
-increments; its standard error is estimated from the spread of those increments,
-``SE_k = sqrt(Σ_m ‖d_m − d̄‖² / (h(h−1))) · h/Δt``. Records whose drift is below
-``Z`` (2) standard errors are not significant: they constrain neither the fit nor
-the held-out test (the JSON says how many). With ``h = 1`` (a trajectory smooth at
-the record spacing) or a given drift, every moving record counts.
+Noise: a window ``h > 1`` means the path is noisy at the record spacing (spikes,
+random inputs; :func:`~plasticity.analysis.drift.choose_window`). The exact change of a
+curved ψ over a window then contains the noise's own contribution (Itô:
+``dψ = ∇ψ·dw + ½ dwᵀ∇²ψ dw``; for a random walk without drift, ``Σ_i (w_i − m)²``
+grows on every window), so ``c_kj`` is taken as the Itô sum
+``Σ_m ∇ψ_j(w_m)·(w_{m+1} − w_m) / Δt`` over the ``h`` single-record steps of the
+window, whose noise has mean zero; its standard error is estimated from the spread
+of the ``h`` terms. A record where no basis function changes by at least ``Z`` (2)
+standard errors carries no information on which loss decreases: it constrains
+neither the fit nor the held-out test (the JSON counts these records as
+``insignificant_records``). With ``h = 1`` (a trajectory smooth at the record spacing)
+or a given drift, every moving record counts, and ``c_kj`` is the exact change
+``(ψ_j(w_{k+1}) − ψ_j(w_k))/Δt`` (the mean-value gradient, docs/math.md §4).
 
 The families (:data:`FAMILIES`):
 
@@ -47,7 +56,7 @@ The families (:data:`FAMILIES`):
   ``−log(1 + ε − u)`` at a bound where the data shows weights piling up (at least 1% of
   the weights of the last record within 10⁻³ of the range from the smallest or largest
   value the run visits);
-- ``quadratic``: centred at the last record ``w_ref`` (``x = w − w_ref``): the
+- ``quadratic``: centred at the last fitting record ``w_ref`` (``x = w − w_ref``): the
   isotropic term ``½‖x‖²`` (or one such term per postsynaptic neuron: a block
   diagonal matrix), plus a low-rank part ``½ zᵀAz + bᵀz`` on ``z = Uᵀx``, where ``U``
   holds the mean direction ``1/√n``, the direction of motion at the end (so that
@@ -74,7 +83,7 @@ __all__ = ["FAMILIES", "Discovery", "discover_losses", "SeparableFamily", "Quadr
            "LossListFamily", "fit_margin", "Z", "KEEP"]
 
 FAMILIES = ("separable", "quadratic", "rule")
-#: records whose window drift is below Z standard errors are not significant
+#: records where no basis function changes by Z standard errors are not significant
 Z = 2.0
 #: the sparsest coefficients keeping this fraction of the best margin are reported
 KEEP = 0.25
@@ -269,7 +278,7 @@ class QuadraticFamily:
         return loss
 
     def describe(self):
-        return {"center": "last record", "rank": int(self.U.shape[1]),
+        return {"center": "last fitting record", "rank": int(self.U.shape[1]),
                 "blocks": self.n_groups,
                 "basis": "x = w - w_ref; z = U^T x, U: mean direction + principal directions"}
 
@@ -392,12 +401,13 @@ class Discovery:
 
 
 # -- streaming passes -----------------------------------------------------------------
-def _scan(run, rank, seed=0):
+def _scan(run, rank, end=None, seed=0):
     """One pass: the range of the weights and the randomised range finder
-    ``Σ_k x_k (x_kᵀΩ)`` for the principal directions; whether the last record has
-    weights piled up at either end of the range."""
+    ``Σ_k x_k (x_kᵀΩ)`` for the principal directions of records ``0 … end−1`` (the
+    fitting records); whether record ``end − 1`` has weights piled up at either end of
+    the range."""
     n = run.n_synapses
-    T = run.n_records
+    T = run.n_records if end is None else int(end)
     w_ref = run.weights(T - 1, T)[0]
     # the direction of motion at the end: the centre may lie beyond the last record
     motion = w_ref - run.weights(max(0, T - 1 - max(1, T // 50)), T)[0]
@@ -408,7 +418,8 @@ def _scan(run, rank, seed=0):
     for a, b in run.chunks():
         w = run.weights(a, b)
         lo, hi = min(lo, w.min()), max(hi, w.max())
-        if p:
+        if p and a < T:
+            w = w[:T - a]
             x = w - w_ref
             sketch += x.T @ (x @ omega)
     # weights pile up at a bound by the end of a run: judged on the last record
@@ -451,46 +462,82 @@ def _window_for(run, window):
     return choose_window(run.time, np.concatenate(parts))
 
 
-def _features(run, families, kind, h, block, z, chunk=None):
-    """Stream the records: per family the T' × K matrix ``c``, the gradient norms and
-    the weighted Gram sums ``Σ_k (∇ψ_j·∇ψ_l)/‖f_k‖²`` over the significant records of the
-    fitting half (one per octave of ‖f_k‖); per record ``‖f_k‖`` and the standard error
-    of the window drift."""
+def _window_sums(steps, h):
+    """Sums of ``h`` consecutive rows of ``steps`` (B + h − 1, K), and the largest over
+    j of ``|sum| / SE``, SE its standard error estimated from the spread of the ``h``
+    terms (``inf`` for ``h = 1``: no spread to estimate). Returns ``(sums (B, K), z (B,))``."""
+    B = steps.shape[0] - h + 1
+    c1 = np.concatenate([np.zeros((1, steps.shape[1])), np.cumsum(steps, axis=0)])
+    s1 = c1[h:h + B] - c1[:B]
+    if h <= 1:
+        return s1, np.full(B, np.inf)
+    c2 = np.concatenate([np.zeros((1, steps.shape[1])), np.cumsum(steps * steps, axis=0)])
+    s2 = c2[h:h + B] - c2[:B]
+    var = np.maximum(s2 - s1 * s1 / h, 0.0) / (h - 1)          # of one term
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(s1) / np.sqrt(var * h)
+    ratio = np.where(np.isnan(ratio), 0.0, ratio)
+    return s1, ratio.max(axis=1)
+
+
+def _split(rows, n_records, h):
+    """Which records fit (1), which are held out (0), which neither (−1).
+
+    A trajectory smooth at the record spacing (``h ≤ 1``): alternating blocks of
+    ``max(1, rows/20)`` records. A noisy sample path (``h > 1``): the first half fits,
+    the second half is held out (windows that straddle the middle are left out). For
+    noise, an interleaved split would not do: a random walk moves, on average, towards
+    its own last record, so a loss centred there would be "descended" on every block;
+    centred at the end of the first half, it is not on the second."""
+    k = np.arange(rows)
+    if h <= 1:
+        block = max(1, rows // 20)
+        return np.where((k // block) % 2 == 0, 1, 0).astype(np.int8)
+    half = n_records // 2
+    return np.where(k + h <= half, 1, np.where(k >= half, 0, -1)).astype(np.int8)
+
+
+def _features(run, families, kind, h, split, z, chunk=None):
+    """Stream the records. Per family: the T' × K matrix ``c``, the gradient norms, the
+    significance of each record (:func:`_window_z`) and the weighted Gram sums
+    ``Σ_k (∇ψ_j·∇ψ_l)/‖f_k‖²`` over the significant records of the fitting half (one
+    per octave of ‖f_k‖, see below); per record ``‖f_k‖``."""
     cols = {fam.name: [] for fam in families}
     norms = {fam.name: [] for fam in families}
+    zscore = {fam.name: [] for fam in families}
     grams = {fam.name: {} for fam in families}
-    f_norm, se = [], []
+    f_norm = []
     for start, stop in run.chunks(chunk, overlap=h):
+        fit = split[start:stop] == 1
         if kind == "given":
             w = run.weights(start, stop)
             f = run.read_drift(start, stop)
             fn = np.linalg.norm(f, axis=1)
-            sek = np.zeros(stop - start)
             at = w
             dirs = {fam.name: fam.directional(w, f) for fam in families}
+            zs = {fam.name: np.full(stop - start, np.inf) for fam in families}
         else:
             w = run.weights(start, stop + h)          # records start … stop+h−1
             dt = (run.time[start + h:stop + h] - run.time[start:stop])[:, None]
-            f = (w[h:] - w[:-h]) / dt
-            fn = np.linalg.norm(f, axis=1)
+            fn = np.linalg.norm(w[h:] - w[:-h], axis=1) / dt[:, 0]
             # the mean-value gradient of a quadratic is its gradient at the midpoint
             at = 0.5 * (w[:-h] + w[h:])
-            dirs = {}
+            dirs, zs = {}, {}
             for fam in families:
-                v = fam.values(w)
-                dirs[fam.name] = (v[h:] - v[:-h]) / dt   # exact: mean-value gradient
-            sek = np.zeros(stop - start)
-            if h > 1:
-                step_sq = np.sum(np.diff(w, axis=0) ** 2, axis=1)          # ‖d_m‖²
-                cs = np.concatenate([[0.0], np.cumsum(step_sq)])
-                sum_sq = cs[h:h + stop - start] - cs[:stop - start]
-                disp_sq = (fn * dt[:, 0]) ** 2                              # ‖Σ d_m‖²
-                var = np.maximum(sum_sq - disp_sq / h, 0.0) / (h - 1)       # Σ_i var d_i
-                sek = np.sqrt(var / h) * h / dt[:, 0]
-        rows = np.arange(start, stop)
-        use = ((rows // block) % 2 == 0) & np.isfinite(fn) & (fn > 0) & (fn >= z * sek)
+                if h <= 1:
+                    v = fam.values(w)
+                    dirs[fam.name] = (v[h:] - v[:-h]) / dt   # exact: mean-value gradient
+                    zs[fam.name] = np.full(stop - start, np.inf)
+                    continue
+                # noisy path: the Itô sum Σ_m ∇ψ(w_m)·(w_{m+1} − w_m) over the window,
+                # whose noise has mean zero (the exact change of ψ would add the noise's
+                # own ½ Σ Δwᵀ∇²ψ Δw)
+                sums, zs[fam.name] = _window_sums(fam.directional(w[:-1], np.diff(w, axis=0)), h)
+                dirs[fam.name] = sums / dt
         for fam in families:
+            use = fit & np.isfinite(fn) & (fn > 0) & (zs[fam.name] >= z)
             cols[fam.name].append(dirs[fam.name])
+            zscore[fam.name].append(zs[fam.name])
             if hasattr(fam, "grad_norms_and_gram"):
                 N, G = fam.grad_norms_and_gram(at)
                 G = G[use]
@@ -509,10 +556,9 @@ def _features(run, families, kind, h, block, z, chunk=None):
                 for o in np.unique(octave):
                     bins[int(o)] = bins.get(int(o), 0.0) + part[octave == o].sum(axis=0)
         f_norm.append(fn)
-        se.append(sek)
     cat = np.concatenate
-    return ({k: cat(v) for k, v in cols.items()}, {k: cat(v) for k, v in norms.items()}, grams,
-            cat(f_norm), cat(se))
+    return ({k: cat(v) for k, v in cols.items()}, {k: cat(v) for k, v in norms.items()},
+            {k: cat(v) for k, v in zscore.items()}, grams, cat(f_norm))
 
 
 def discover_losses(run, drift="auto", window=None, families=None, rule_losses=None,
@@ -538,7 +584,7 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
     Returns
     -------
     (list of Discovery, info dict)
-        ``info``: ``drift``, ``window``, ``records``, ``significant``.
+        ``info``: ``drift``, ``window``, ``records``, ``moving``, ``split``, ``z``.
     """
     from .fitting import FIXED_POINT_RTOL
 
@@ -557,7 +603,11 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
     unknown = [f for f in wanted if f not in FAMILIES]
     if unknown:
         raise BadInput(f"unknown loss family {unknown[0]!r} (allowed: {', '.join(FAMILIES)})")
-    scan = _scan(run, rank if "quadratic" in wanted else 0)
+    T = run.n_records - h if kind == "window" else run.n_records
+    split = _split(T, run.n_records, h)
+    # the fitting records (and the quadratic's centre, the last of them) come first
+    fit_end = run.n_records if h <= 1 else run.n_records // 2
+    scan = _scan(run, rank if "quadratic" in wanted else 0, fit_end)
     fams = []
     if "separable" in wanted:
         fams.append(SeparableFamily(scan["lo"], scan["hi"], scan["lower"], scan["upper"]))
@@ -569,19 +619,16 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         fams.append(QuadraticFamily(scan["w_ref"], U, groups))
     if "rule" in wanted and rule_losses:
         fams.append(LossListFamily(rule_losses))
-    T = run.n_records - h if kind == "window" else run.n_records
-    block = max(h, T // 20, 1)
-    cols, norms, grams, f_norm, se = _features(run, fams, kind, h, block, z, chunk)
+    cols, norms, zscore, grams, f_norm = _features(run, fams, kind, h, split, z, chunk)
     finite = np.isfinite(f_norm)
     moving = finite & (f_norm > FIXED_POINT_RTOL * (f_norm[finite].max() if finite.any() else 0.0))
-    significant = moving & (f_norm >= z * se)
-    fit_rows = (np.arange(T) // block) % 2 == 0
+    fit_rows, held_rows = split == 1, split == 0
     info = {"drift": kind, "window": h if kind == "window" else None, "records": int(T),
-            "moving": int(moving.sum()), "significant": int(significant.sum()),
-            "split_block": int(block), "z": z}
+            "moving": int(moving.sum()), "split": "alternate blocks" if h <= 1 else "first half / second half", "z": z}
     out = []
     for fam in fams:
         C, N = cols[fam.name], norms[fam.name]
+        significant = moving & (zscore[fam.name] >= z)
         ok = significant & np.all(np.isfinite(C), axis=1) & np.all(np.isfinite(N), axis=1)
         scale = np.sqrt(np.mean(N[ok & fit_rows] ** 2, axis=0)) if (ok & fit_rows).any() else np.ones(fam.K)
         scale = np.where(scale > 0, scale, 1.0)
@@ -589,7 +636,7 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         with np.errstate(divide="ignore", invalid="ignore"):
             Cn = C / scale / (f_norm * rho)[:, None]
         ok &= np.all(np.isfinite(Cn), axis=1)
-        fit, held = ok & fit_rows, ok & ~fit_rows
+        fit, held = ok & fit_rows, ok & held_rows
         # least squares f_k ≈ −∇L_θ(w_k), each record weighted by 1/‖f_k‖²
         # (in the scaled basis θ̃ = θ·s, whose Gram matrix is far better conditioned)
         b = np.sum(C[fit] / f_norm[fit, None] ** 2, axis=0) / scale
@@ -612,7 +659,7 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         loss = Loss(name, fam.function(theta), f"{fam.name} loss fitted to the trajectory")
         out.append(Discovery(fam.name, list(fam.names), theta, fit_m, held_m, held_frac,
                              int(fit.sum()), int(held.sum()), int((moving & ~significant).sum()),
-                             found, loss, fam.describe(), margins, ~fit_rows))
+                             found, loss, fam.describe(), margins, held_rows))
     return out, info
 
 
@@ -624,7 +671,7 @@ def discovery_certificates(run, drift="auto", window=None, rule_losses=None):
     ``discovered:<family>``, its summary extended with the fit (``family``,
     ``coefficients``, ``fit_margin``, ``heldout_margin``, ``heldout_descent_fraction``,
     ``basis``); ``section`` is the document's ``discovery`` entry: the drift and window
-    used, how many records were significant, every family tried and which were found.
+    used, how many records moved, every family tried and which were found.
     """
     from .pipeline import certify_run
 

@@ -443,13 +443,14 @@ def _discovery_lines(section):
     if not section:
         return []
     how = section["drift"] + (f" (window {section['window']} records)" if section.get("window") else "")
-    lines = [f"loss discovery: drift {how}; {section['significant']} of {section['records']} records "
-             f"significant; fitted on half of them, tested on the other half"]
+    lines = [f"loss discovery: drift {how}, {section['records']} records ({section['moving']} moving); "
+             f"each family fitted on one half of the records ({section['split']}), tested on the other"]
     for fam in section["families"]:
         state = "FOUND" if fam["found"] else "none"
-        lines.append(f"  {fam['family']:<10} {state:<5} fit margin {_fmt(fam['fit_margin'])}, held-out "
-                     f"descent {_fmt(fam['heldout_descent_fraction'], '.3f')} "
-                     f"(margin {_fmt(fam['heldout_margin'])}) over {fam['heldout_records']} records")
+        lines.append(f"  {fam['family']:<10} {state:<5} fit margin {_fmt(fam['fit_margin'])} on "
+                     f"{fam['fit_records']} records; held-out descent "
+                     f"{_fmt(fam['heldout_descent_fraction'], '.3f')} (margin {_fmt(fam['heldout_margin'])}) "
+                     f"on {fam['heldout_records']}; {fam['insignificant_records']} not significant")
     return lines
 
 
