@@ -451,6 +451,10 @@ def _discovery_lines(section):
                      f"{fam['fit_records']} records; held-out descent "
                      f"{_fmt(fam['heldout_descent_fraction'], '.3f')} (margin {_fmt(fam['heldout_margin'])}) "
                      f"on {fam['heldout_records']}; {fam['insignificant_records']} not significant")
+    if (section.get("window") or 0) > 1 and section["found"]:
+        lines.append("  (noisy path: discovery sums ∇L·Δw over single records and counts the records where "
+                     "the change is significant; the certificate rows above use the exact change over each "
+                     "window at every record, noise included)")
     return lines
 
 
