@@ -458,7 +458,8 @@ def _window_for(run, window):
     if window is not None:
         return int(window)
     step = max(1, run.n_synapses // 256)
-    parts = [run.weights(a, b)[:, ::step] for a, b in run.chunks()]
+    # copies: a strided view would keep each whole chunk alive (memory ∝ records)
+    parts = [run.weights(a, b)[:, ::step].copy() for a, b in run.chunks()]
     return choose_window(run.time, np.concatenate(parts))
 
 

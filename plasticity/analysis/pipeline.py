@@ -91,7 +91,8 @@ def _window_for(run, window):
         return int(window)
     # choose from a column subsample of the records (bounded memory)
     step = max(1, run.n_synapses // 256)
-    parts = [run.weights(a, b)[:, ::step] for a, b in run.chunks()]
+    # copies: a strided view would keep each whole chunk alive (memory ∝ records)
+    parts = [run.weights(a, b)[:, ::step].copy() for a, b in run.chunks()]
     return choose_window(run.time, np.concatenate(parts))
 
 
@@ -277,7 +278,7 @@ def run_recurrence(run, smooth=None, **options):
         return None, 1
     if smooth is None:
         step = max(1, size // 256)
-        sample = np.concatenate([run.read(a, b)[:, ::step] for a, b in run.chunks()])
+        sample = np.concatenate([run.read(a, b)[:, ::step].copy() for a, b in run.chunks()])
         smooth = choose_window(run.time, sample)
     h = max(1, int(smooth))
     nb = T // h
