@@ -211,3 +211,88 @@ def test_noise_power_weak_drift_is_found(tmp_path):
             grad = lambda w: (w - 0.3) + 2.0 * (w - 0.3) ** 3    # noqa: E731
             found += np.median(heldout_cosines(result, W, grad)) > 0.9
     assert found >= 8
+
+
+def test_rule_family_picks_the_true_candidate(tmp_path):
+    """The ``rule`` family (a rule's own candidates): with the true loss and a wrong one
+    among the candidates, the fit leans on the true one."""
+    from plasticity.analysis import Loss
+
+    t, W, F, grad = planted("separable", 10)
+    true = Loss("true", lambda w: (np.sum(0.5 * (w - 0.3) ** 2 + 0.5 * (w - 0.3) ** 4, 1), grad(w)))
+    wrong = Loss("wrong", lambda w: (np.sum(w, 1), np.ones_like(w)))
+    (result,), _ = discover(tmp_path, t, W, F, families=["rule"], rule_losses=[true, wrong])
+    assert result.found
+    coef = dict(zip(result.names, result.coefficients))
+    assert coef["true"] > 0 and abs(coef["wrong"]) < 0.1 * coef["true"]
+
+
+@pytest.mark.slow
+def test_brian2_stdp_example_end_to_end(tmp_path):
+    """examples/brian2_stdp.py for 5 s of model time, then ``plasticity analyze`` on the
+    .npz without a loss: exit 0, recurrence test and discovery reported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "song.npz"
+    subprocess.run([sys.executable, str(root / "examples" / "brian2_stdp.py"), str(out), "5"],
+                   check=True, capture_output=True, timeout=600)
+    data = np.load(out)
+    assert data["weights"].shape == (50, 1000) and data["time"].shape == (50,)
+    from plasticity.cli import main
+
+    assert main(["analyze", str(out), "--json"]) == 0
+
+
+def rate_run(path, seed=0, n_pre=20, n_post=2, T=300, dt=0.1, noise=0.002):
+    """A spiking-run file (rule ``stdp``, no known loss) whose weights follow a rate rule
+    ``dw_s = −η r_pre y (y − 10 Hz) dt + noise``, y the postsynaptic rate of the record
+    interval (drawn between 2 and 20 Hz), with ``/rates/pre`` and ``/rates/post``."""
+    import h5py
+
+    from plasticity.analysis.synthetic import write_run_file
+
+    rng = np.random.default_rng(seed)
+    pre = np.tile(np.arange(n_pre), n_post)
+    post = np.repeat(np.arange(n_post), n_pre)
+    r_pre = rng.uniform(5, 30, (T, n_pre))
+    y = rng.uniform(2, 20, (T, n_post))
+    w = rng.uniform(0.2, 0.8, n_pre * n_post)
+    W = [w.copy()]
+    for k in range(1, T):        # the step into record k uses the rates of interval k
+        g = -r_pre[k, pre] * y[k, post] * (y[k, post] - 10.0)
+        w = w - 2e-5 * dt * g + noise * rng.standard_normal(w.size)
+        W.append(w.copy())
+    write_run_file(path, np.arange(T) * dt, np.array(W), rule_name="stdp", params={}, stats=None,
+                   n_pre=n_pre, n_post=n_post, pre=pre, post=post)
+    r_pre[0], y[0] = np.nan, np.nan
+    with h5py.File(path, "r+") as f:
+        f["rates/pre"], f["rates/post"] = r_pre, y
+    return r_pre, y, pre, post
+
+
+def test_rates_family_recovers_a_rate_objective(tmp_path):
+    """The rates family on a spiking-run file: the planted objective's gradient
+    ``−r_pre y (y − 10)`` is recovered (cosine ≥ 0.95 on held-out windows, coefficients
+    of y and y² in the planted ratio within 20%)."""
+    path = tmp_path / "rates.h5"
+    r_pre, y, pre, post = rate_run(path)
+    with open_run(path) as run:
+        (result,), info = discover_losses(run, families=["rates"])
+    assert result.found, result.summary()
+    c = result.coefficients
+    scale = result.basis["post_rate_scale_hz"]
+    # gradient per synapse: r_pre Σ_p θ_p (y/scale)^p, planted ∝ r_pre (10 y − y²)
+    ratio = (c[2] / scale ** 2) / (c[1] / scale)
+    assert abs(c[0]) < 0.2 * np.abs(c).max()
+    assert ratio == pytest.approx(-1 / 10.0, rel=0.2)
+    k = np.flatnonzero(result.heldout & np.isfinite(result.margins))
+    h = info["window"]
+    for row in k[::10]:
+        # the gradients over the window's steps, averaged (the window's change is their sum)
+        ys, rs = y[row + 1:row + h + 1][:, post], r_pre[row + 1:row + h + 1][:, pre]
+        fitted = np.mean(rs * sum(t * (ys / scale) ** p for p, t in enumerate(c)), axis=0)
+        planted = np.mean(-rs * ys * (ys - 10.0), axis=0)
+        assert fitted @ planted / np.linalg.norm(fitted) / np.linalg.norm(planted) >= 0.95

@@ -63,6 +63,9 @@ The families (:data:`FAMILIES`):
   the centre can lie beyond the last record) and the leading principal directions of the
   records ``x_k`` (one streamed pass of a randomised range finder: ``Σ_k x_k (x_kᵀΩ)``,
   O(n·r) memory). The matrix is diagonal plus low rank;
+- ``rates``: for spiking run files with ``/rates``, objectives in the recorded firing
+  rates, ``Σ_s w_s r_pre(s) Σ_p θ_p r_post(s)^p`` (p = 0, 1, 2) with the rates held at
+  their values over each record interval (:class:`RatesFamily`);
 - ``rule``: the rule's own candidate losses, when it has some.
 
 Each found loss is then certified like any other (its ψ, κ_min, constant-metric
@@ -80,9 +83,9 @@ from .drift import choose_window
 from .losses import Loss
 
 __all__ = ["FAMILIES", "Discovery", "discover_losses", "SeparableFamily", "QuadraticFamily",
-           "LossListFamily", "fit_margin", "Z", "KEEP"]
+           "RatesFamily", "LossListFamily", "fit_margin", "Z", "KEEP"]
 
-FAMILIES = ("separable", "quadratic", "rule")
+FAMILIES = ("separable", "quadratic", "rates", "rule")
 #: records where no basis function changes by Z standard errors are not significant
 Z = 2.0
 #: the sparsest coefficients keeping this fraction of the best margin are reported
@@ -283,6 +286,75 @@ class QuadraticFamily:
                 "basis": "x = w - w_ref; z = U^T x, U: mean direction + principal directions"}
 
 
+class RatesFamily:
+    """Objectives in the recorded firing rates (spiking run files with ``/rates``):
+    ``L = Σ_s w_s r_pre(s) Σ_p θ_p r_post(s)^p``, p = 0, 1, 2, with the rates held at
+    their measured values over each record interval — the form of the rate-based
+    objectives of STDP (e.g. the triplet rule's BCM objective, whose gradient is
+    ``−r_x y (a y − b)``). Unlike the other families its gradient depends on the record
+    (through the rates), so it is evaluated through :meth:`bind`."""
+
+    name = "rates"
+    POWERS = (0, 1, 2)
+
+    def __init__(self, pre, post, post_scale):
+        self.pre = np.asarray(pre, int)
+        self.post = np.asarray(post, int)
+        self.post_scale = float(post_scale) if post_scale > 0 else 1.0
+        self.names = [f"r_pre*(r_post/{self.post_scale:.3g} Hz)^{p}" for p in self.POWERS]
+        self.K = len(self.names)
+
+    def gradients(self, rates):
+        """The basis gradients (B, K, n) at the rates of B record intervals."""
+        r_pre = np.asarray(rates.pre, float)[:, self.pre]
+        y = np.asarray(rates.post, float)[:, self.post] / self.post_scale
+        return np.stack([r_pre * y ** p for p in self.POWERS], axis=1)
+
+    def bind(self, rates, window=0):
+        """The family at the rates of B records (``window = 0``), or averaged over
+        windows of ``window`` consecutive single-record intervals (``rates`` then holds
+        B + window − 1 intervals): the mean of the basis gradients over the steps of
+        each window, as the window's change is their sum."""
+        family = self
+        D = family.gradients(rates)
+        if window:
+            D = np.nan_to_num(D)       # undefined intervals: their windows are left out anyway
+            c = np.concatenate([np.zeros((1,) + D.shape[1:]), np.cumsum(D, axis=0)])
+            D = (c[window:] - c[:-window]) / window
+
+        class Bound:
+            name, K, names = family.name, family.K, family.names
+
+            def directional(self, w, f):
+                return np.einsum("bki,bi->bk", D, f)
+
+            def grad_norms_and_gram(self, w):
+                G = np.matmul(D, D.transpose(0, 2, 1))
+                return np.sqrt(np.einsum("bkk->bk", G)), G
+
+        return Bound()
+
+    def function(self, theta):
+        from .losses import RateLoss
+
+        theta = np.asarray(theta, float)
+
+        def builder(rates):
+            g = np.einsum("k,bki->bi", theta, self.gradients(rates))
+
+            def loss(w):
+                w = np.asarray(w, float)
+                return np.einsum("bi,bi->b", g, w), g.copy()
+            return loss
+
+        return builder
+
+    def describe(self):
+        return {"post_rate_scale_hz": self.post_scale,
+                "basis": "L = sum_s w_s r_pre(s) sum_p theta_p (r_post(s)/scale)^p, rates held "
+                         "at their values over each record interval"}
+
+
 class LossListFamily:
     """The span of given :class:`Loss` objects (the rule's own candidates)."""
 
@@ -454,6 +526,15 @@ def _basis_directions(sketch, motion, n, rank):
     return np.column_stack(columns)
 
 
+def _has_rates(run):
+    """Whether the run logged firing rates (a spiking run file with ``/rates``)."""
+    try:
+        run.rates_for(0, min(2, run.n_records))
+    except BadInput:
+        return False
+    return True
+
+
 def _window_for(run, window):
     if window is not None:
         return int(window)
@@ -508,23 +589,47 @@ def _features(run, families, kind, h, split, z, chunk=None):
     zscore = {fam.name: [] for fam in families}
     grams = {fam.name: {} for fam in families}
     f_norm = []
+    # the least-squares right-hand side Σ_k f_k·∇ψ_j(w_k)/‖f_k‖², binned like the Gram
+    # matrices (with the same gradients; the Itô sums of ``c`` are for the margins)
+    rated = [fam for fam in families if isinstance(fam, RatesFamily)]
     for start, stop in run.chunks(chunk, overlap=h):
         fit = split[start:stop] == 1
+        bound = {}
+        if rated:
+            # rates of each record (given drift), of each window, of each single step
+            if kind == "window":
+                step_rates = run.rates_for(start, stop + h - 1, 1)
+                for fam in rated:
+                    bound[fam.name] = fam.bind(step_rates, window=h)
+            else:
+                for fam in rated:
+                    bound[fam.name] = fam.bind(run.rates_for(start, stop))
         if kind == "given":
             w = run.weights(start, stop)
             f = run.read_drift(start, stop)
             fn = np.linalg.norm(f, axis=1)
             at = w
-            dirs = {fam.name: fam.directional(w, f) for fam in families}
+            dirs = {fam.name: bound.get(fam.name, fam).directional(w, f) for fam in families}
             zs = {fam.name: np.full(stop - start, np.inf) for fam in families}
         else:
             w = run.weights(start, stop + h)          # records start … stop+h−1
             dt = (run.time[start + h:stop + h] - run.time[start:stop])[:, None]
-            fn = np.linalg.norm(w[h:] - w[:-h], axis=1) / dt[:, 0]
+            f = (w[h:] - w[:-h]) / dt
+            fn = np.linalg.norm(f, axis=1)
             # the mean-value gradient of a quadratic is its gradient at the midpoint
             at = 0.5 * (w[:-h] + w[h:])
             dirs, zs = {}, {}
             for fam in families:
+                if fam.name in bound:
+                    # linear in w at given rates: the sum over single steps is exact
+                    steps = fam.bind(step_rates).directional(None, np.diff(w, axis=0))
+                    bad = ~np.all(np.isfinite(steps), axis=1)    # e.g. no rate before record 0
+                    steps[bad] = 0.0
+                    sums, zs[fam.name] = _window_sums(steps, h)
+                    spoiled = _window_sums(bad[:, None].astype(float), h)[0][:, 0] > 0
+                    sums[spoiled] = np.nan
+                    dirs[fam.name] = sums / dt
+                    continue
                 if h <= 1:
                     v = fam.values(w)
                     dirs[fam.name] = (v[h:] - v[:-h]) / dt   # exact: mean-value gradient
@@ -539,6 +644,7 @@ def _features(run, families, kind, h, split, z, chunk=None):
             use = fit & np.isfinite(fn) & (fn > 0) & (zs[fam.name] >= z)
             cols[fam.name].append(dirs[fam.name])
             zscore[fam.name].append(zs[fam.name])
+            fam = bound.get(fam.name, fam)
             if hasattr(fam, "grad_norms_and_gram"):
                 N, G = fam.grad_norms_and_gram(at)
                 G = G[use]
@@ -553,9 +659,12 @@ def _features(run, families, kind, h, split, z, chunk=None):
                 # FIXED_POINT_RTOL × the largest, known only at the end) are left out then
                 octave = np.floor(np.log2(fn[use][ok])).astype(int)
                 part = weight[ok, None, None] * G[ok]
+                rhs = weight[ok, None] * fam.directional(at, f)[use][ok]
                 bins = grams[fam.name]
                 for o in np.unique(octave):
-                    bins[int(o)] = bins.get(int(o), 0.0) + part[octave == o].sum(axis=0)
+                    sel = octave == o
+                    A0, b0 = bins.get(int(o), (0.0, 0.0))
+                    bins[int(o)] = (A0 + part[sel].sum(axis=0), b0 + rhs[sel].sum(axis=0))
         f_norm.append(fn)
     cat = np.concatenate
     return ({k: cat(v) for k, v in cols.items()}, {k: cat(v) for k, v in norms.items()},
@@ -618,6 +727,11 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         if 1 < run.n_post <= MAX_BLOCKS and run.kind == "run":
             groups = np.asarray(run.post, int)
         fams.append(QuadraticFamily(scan["w_ref"], U, groups))
+    if "rates" in wanted and _has_rates(run):
+        post_rates = np.concatenate([np.asarray(run.rates_for(a, b).post, float).ravel()
+                                     for a, b in run.chunks()])
+        scale = np.nanmedian(post_rates) if np.isfinite(post_rates).any() else 1.0
+        fams.append(RatesFamily(run.pre, run.post, scale))
     if "rule" in wanted and rule_losses:
         fams.append(LossListFamily(rule_losses))
     cols, norms, zscore, grams, f_norm = _features(run, fams, kind, h, split, z, chunk)
@@ -640,10 +754,10 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         fit, held = ok & fit_rows, ok & held_rows
         # least squares f_k ≈ −∇L_θ(w_k), each record weighted by 1/‖f_k‖²
         # (in the scaled basis θ̃ = θ·s, whose Gram matrix is far better conditioned)
-        b = np.sum(C[fit] / f_norm[fit, None] ** 2, axis=0) / scale
         rest = FIXED_POINT_RTOL * (f_norm[finite].max() if finite.any() else 0.0)
-        A = sum((G for o, G in grams[fam.name].items() if 2.0 ** o > rest), np.zeros((fam.K, fam.K)))
-        A = A / np.outer(scale, scale)
+        kept = [Ab for o, Ab in grams[fam.name].items() if 2.0 ** o > rest]
+        A = sum((Ab[0] for Ab in kept), np.zeros((fam.K, fam.K))) / np.outer(scale, scale)
+        b = sum((Ab[1] for Ab in kept), np.zeros(fam.K)) / scale
         d = np.sqrt(np.clip(np.diag(A), 1e-300, None))
         theta_ls = np.linalg.lstsq(A / np.outer(d, d), -b / d, rcond=1e-12)[0] / d
         theta_s, best = fit_margin(Cn[fit], keep, target=theta_ls)
@@ -657,7 +771,11 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
             theta = theta / top                 # a loss is defined up to a positive factor
         found = bool(fit.any() and held.any() and fit_m > 1e-9 and held_frac == 1.0)
         name = f"discovered:{fam.name}"
-        loss = Loss(name, fam.function(theta), f"{fam.name} loss fitted to the trajectory")
+        if isinstance(fam, RatesFamily):
+            from .losses import RateLoss
+            loss = RateLoss(name, fam.function(theta), "rate objective fitted to the trajectory")
+        else:
+            loss = Loss(name, fam.function(theta), f"{fam.name} loss fitted to the trajectory")
         out.append(Discovery(fam.name, list(fam.names), theta, fit_m, held_m, held_frac,
                              int(fit.sum()), int(held.sum()), int((moving & ~significant).sum()),
                              found, loss, fam.describe(), margins, held_rows))
