@@ -616,8 +616,11 @@ def _features(run, families, kind, h, split, z, chunk=None):
             dt = (run.time[start + h:stop + h] - run.time[start:stop])[:, None]
             f = (w[h:] - w[:-h]) / dt
             fn = np.linalg.norm(f, axis=1)
-            # the mean-value gradient of a quadratic is its gradient at the midpoint
-            at = 0.5 * (w[:-h] + w[h:])
+            # the least-squares fit and the row scales evaluate the basis gradients at
+            # the midpoint of each window when the path is smooth (the mean-value
+            # gradient of a quadratic), at its start when it is noisy: the increments
+            # after w_k are independent of w_k, so f_k·∇ψ(w_k) carries no Itô term
+            at = 0.5 * (w[:-h] + w[h:]) if h <= 1 else w[:-h]
             dirs, zs = {}, {}
             for fam in families:
                 if fam.name in bound:
