@@ -57,6 +57,8 @@ def _parser():
 
     p = sub.add_parser("report", help="write figures (PNG) next to a run file")
     p.add_argument("run")
+    p.add_argument("--loss", action="append", default=None, metavar="NAME|FILE.py:FUNC",
+                   help="certify against this loss first (repeatable; as for analyze)")
     return parser
 
 
@@ -131,7 +133,7 @@ def _cmd_analyze(args):
 def _cmd_report(args):
     from .analysis.report import write_report
 
-    for path in write_report(args.run):
+    for path in write_report(args.run, loss_specs=args.loss):
         print(path)
     return 0
 

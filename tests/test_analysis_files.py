@@ -120,9 +120,12 @@ def test_minimal_formats(tmp_path):
     assert doc["results"][0]["drift"] == "given" and doc["results"][0]["verdict"] == "gradient"
     with h5py.File(tmp_path / "traj.h5", "r") as f:
         assert "analysis/half/psi" in f
-    # no rule and no loss
-    with pytest.raises(BadInput, match="--loss"):
-        analyze_file(tmp_path / "traj.npz")
+    # no rule and no loss: losses are discovered (ẇ = −w descends ½‖w‖², a separable loss)
+    doc = analyze_file(tmp_path / "traj.npz")
+    assert "discovered:separable" in doc["discovery"]["found"]
+    found = {r["loss"]: r for r in doc["results"]}
+    assert found["discovered:separable"]["verdict"] == "gradient"
+    assert found["discovered:separable"]["heldout_descent_fraction"] == 1.0
 
 
 def bad_files(tmp_path):
@@ -146,9 +149,6 @@ def bad_files(tmp_path):
     np.savez(npz, time=np.arange(3.0))
     backwards = tmp_path / "backwards.npz"
     np.savez(backwards, time=np.array([0.0, 2.0, 1.0]), weights=np.zeros((3, 2)))
-    bad_rule = make_run(tmp_path / "badrule.h5")
-    with h5py.File(bad_rule, "r+") as f:
-        f.attrs["rule"] = "nonsense"
     return {
         tmp_path / "missing.h5": "no such file",
         text: "not an HDF5 file",
@@ -158,9 +158,17 @@ def bad_files(tmp_path):
         empty: "no records",
         npz: "lacks the array 'weights'",
         backwards: "not strictly increasing",
-        bad_rule: "'nonsense' is not a built-in rule",
         tmp_path: "directory",
     }
+
+
+def test_unknown_rule_is_analysed_by_discovery(tmp_path):
+    """A run of a rule this version does not know: its weights are still a trajectory."""
+    bad_rule = make_run(tmp_path / "badrule.h5")
+    with h5py.File(bad_rule, "r+") as f:
+        f.attrs["rule"] = "nonsense"
+    doc = analyze_file(bad_rule)
+    assert "'nonsense' is not a built-in rule" in doc["note"] and "discovery" in doc
 
 
 def test_bad_files_are_one_line_bad_input(tmp_path):

@@ -281,12 +281,15 @@ def test_readme_example_runs(tmp_path):
     assert r["descent_fraction"] == 1.0 and r["verdict"] == "natural-gradient-constant"
 
 
-def test_stdp_without_loss_runs_recurrence_only(tmp_path, capsys):
+def test_stdp_without_loss_runs_discovery_and_recurrence(tmp_path, capsys):
     T, n_pre = 30, 5
     t = np.arange(T) * 1.0
     weights = np.linspace(0.1, 0.2, T)[:, None] * np.ones(n_pre)
     path = tmp_path / "stdp.h5"
     write_run_file(path, t, weights, rule_name="stdp", params={}, stats=None, n_pre=n_pre, n_post=1)
     code, doc = analyze_cli(capsys, path)
-    assert code == 0 and doc["results"] == [] and doc["recurrence"] is None
+    assert code == 0 and doc["recurrence"] is None
     assert "no known loss" in doc["note"]
+    # every weight grows at the same rate: −Σw is descended (the separable family finds it)
+    assert "discovered:separable" in doc["discovery"]["found"]
+    assert {r["loss"] for r in doc["results"]} == set(doc["discovery"]["found"])

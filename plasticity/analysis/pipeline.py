@@ -91,7 +91,8 @@ def _window_for(run, window):
         return int(window)
     # choose from a column subsample of the records (bounded memory)
     step = max(1, run.n_synapses // 256)
-    parts = [run.weights(a, b)[:, ::step] for a, b in run.chunks()]
+    # copies: a strided view would keep each whole chunk alive (memory ∝ records)
+    parts = [run.weights(a, b)[:, ::step].copy() for a, b in run.chunks()]
     return choose_window(run.time, np.concatenate(parts))
 
 
@@ -131,12 +132,9 @@ def _losses_for(run, loss_specs, system=None):
         if not losses:
             raise BadInput(f"{run.path}: dynamics system {system.name!r} has no loss; pass --loss")
         return losses, True
-    if run.rule is None:
-        raise BadInput(f"{run.path}: {run.rule_error}, so there are no candidate losses; "
-                       "pass --loss path/to/module.py:name")
-    if not run.rule.losses:
-        # nothing to certify against: the recurrence test still runs (analyze_file)
-        return [], True
+    if run.rule is None or not run.rule.losses:
+        # no loss known: losses are discovered (analyze_file) and the recurrence test runs
+        return [], False
     return rule_losses(run.rule_name, run.stats, layout, run.params), True
 
 
@@ -280,7 +278,7 @@ def run_recurrence(run, smooth=None, **options):
         return None, 1
     if smooth is None:
         step = max(1, size // 256)
-        sample = np.concatenate([run.read(a, b)[:, ::step] for a, b in run.chunks()])
+        sample = np.concatenate([run.read(a, b)[:, ::step].copy() for a, b in run.chunks()])
         smooth = choose_window(run.time, sample)
     h = max(1, int(smooth))
     nb = T // h
@@ -344,7 +342,7 @@ def combined_loss(losses, weights):
 
 
 def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
-                 recurrence=True, window_losses=True):
+                 recurrence=True, window_losses=True, discover=True):
     """Certify a run file; the JSON document of ``analyze --json`` as a dict.
 
     Parameters
@@ -364,6 +362,10 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         Test the trajectory for recurrence (verdict ``no-loss-exists``).
     window_losses : bool
         For dynamics runs, search the smallest window loss where a loss is not descended.
+    discover : bool
+        When no loss is given and the file names none, search the families of
+        :mod:`~plasticity.analysis.discovery` (document entry ``discovery``; each loss
+        found is certified as ``discovered:<family>``).
 
     Returns
     -------
@@ -393,6 +395,11 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             cert.extra["combination"] = {loss.name: float(mu) for loss, mu in zip(losses, lp["weights"])}
             cert.extra["worst_margin"] = lp["margin"]
             certs.append(cert)
+        section = None
+        if not losses and discover:
+            from .discovery import discovery_certificates
+            found, section = discovery_certificates(run, drift, window)
+            certs.extend(found)
         rec, smooth = run_recurrence(run) if recurrence else (None, None)
         rec_doc = None
         if rec is not None:
@@ -419,14 +426,37 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             "recurrence": rec_doc,
             "results": [c.summary() for c in certs],
         }
+        if section is not None:
+            doc["discovery"] = section
         if rec is not None:
             doc["verdict"] = "no-loss-exists"
         if not losses:
-            doc["note"] = (f"rule {run.rule_name!r} has no known loss: only the recurrence test "
-                           "was run; pass --loss path/to/module.py:name to certify")
+            who = f"rule {run.rule_name!r} has no known loss" if run.rule else run.rule_error
+            doc["note"] = (f"{who}: losses were searched for (discovery) and the recurrence "
+                           "test was run; pass --loss path/to/module.py:name to certify your own")
     if store:
         doc["stored"] = write_analysis(path, certs, doc)
     return doc
+
+
+def _discovery_lines(section):
+    """Lines of the table for the ``discovery`` entry: each family tried, its result."""
+    if not section:
+        return []
+    how = section["drift"] + (f" (window {section['window']} records)" if section.get("window") else "")
+    lines = [f"loss discovery: drift {how}, {section['records']} records ({section['moving']} moving); "
+             f"each family fitted on one half of the records ({section['split']}), tested on the other"]
+    for fam in section["families"]:
+        state = "FOUND" if fam["found"] else "none"
+        lines.append(f"  {fam['family']:<10} {state:<5} fit margin {_fmt(fam['fit_margin'])} on "
+                     f"{fam['fit_records']} records; held-out descent "
+                     f"{_fmt(fam['heldout_descent_fraction'], '.3f')} (margin {_fmt(fam['heldout_margin'])}) "
+                     f"on {fam['heldout_records']}; {fam['insignificant_records']} not significant")
+    if (section.get("window") or 0) > 1 and section["found"]:
+        lines.append("  (noisy path: discovery sums ∇L·Δw over single records and counts the records where "
+                     "the change is significant; the certificate rows above use the exact change over each "
+                     "window at every record, noise included)")
+    return lines
 
 
 def _fmt(x, spec=".3g"):
@@ -491,6 +521,7 @@ def format_table(doc):
                              f"T = {wl['window_reported']:g})")
     if doc.get("note"):
         notes.append(doc["note"])
+    notes.extend(_discovery_lines(doc.get("discovery")))
     rec = doc.get("recurrence")
     if not doc["results"] and rec is None:
         notes.append("recurrence: none found")
