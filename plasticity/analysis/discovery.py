@@ -103,6 +103,10 @@ RANK = 6
 MAX_BLOCKS = 64
 
 
+class TooFewRecords(BadInput):
+    """The trajectory is too short for a fit and a held-out test."""
+
+
 # -- families ----------------------------------------------------------------------
 class SeparableFamily:
     """``Σ_i φ(w_i)`` with ``φ' ∈ span{1, u, u², u³}`` (``u = (w − mid)/half``) and
@@ -717,7 +721,8 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         raise BadInput(f"loss discovery: drift {drift!r} not supported (use given or window)")
     h = _window_for(run, window) if kind == "window" else 0
     if run.n_records < h + 3:
-        raise BadInput(f"{run.path}: {run.n_records} records are too few to discover a loss")
+        raise TooFewRecords(f"{run.path}: {run.n_records} records are too few to discover a loss "
+                            f"(window {h})")
     wanted = FAMILIES if families is None else tuple(families)
     unknown = [f for f in wanted if f not in FAMILIES]
     if unknown:
@@ -804,7 +809,10 @@ def discovery_certificates(run, drift="auto", window=None, rule_losses=None):
     from .pipeline import certify_run
 
     kind = drift if drift in ("given", "window") else "auto"
-    results, info = discover_losses(run, kind, window, rule_losses=rule_losses)
+    try:
+        results, info = discover_losses(run, kind, window, rule_losses=rule_losses)
+    except TooFewRecords as why:
+        return [], {"skipped": str(why), "families": [], "found": []}
     certs = []
     for d in results:
         if not d.found:

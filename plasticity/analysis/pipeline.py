@@ -443,6 +443,8 @@ def _discovery_lines(section):
     """Lines of the table for the ``discovery`` entry: each family tried, its result."""
     if not section:
         return []
+    if "skipped" in section:
+        return [f"loss discovery skipped: {section['skipped']}"]
     how = section["drift"] + (f" (window {section['window']} records)" if section.get("window") else "")
     lines = [f"loss discovery: drift {how}, {section['records']} records ({section['moving']} moving); "
              f"each family fitted on one half of the records ({section['split']}), tested on the other"]
