@@ -296,3 +296,13 @@ def test_rates_family_recovers_a_rate_objective(tmp_path):
         fitted = np.mean(rs * sum(t * (ys / scale) ** p for p, t in enumerate(c)), axis=0)
         planted = np.mean(-rs * ys * (ys - 10.0), axis=0)
         assert fitted @ planted / np.linalg.norm(fitted) / np.linalg.norm(planted) >= 0.95
+
+
+def test_short_trajectory_skips_discovery_without_failing(tmp_path):
+    path = tmp_path / "short.npz"
+    np.savez(path, time=np.arange(3.0), weights=np.array([[0.0, 1.0], [0.1, 0.9], [0.2, 0.8]]))
+    from plasticity.analysis import analyze_file, format_table
+
+    doc = analyze_file(path)
+    assert "too few" in doc["discovery"]["skipped"] and doc["results"] == []
+    assert "loss discovery skipped" in format_table(doc)

@@ -5,7 +5,8 @@ functions ``ψ_j``. The drift ``f_k`` descends ``L_θ`` at record ``k`` when
 ``f_k·∇L_θ(w_k) = Σ_j θ_j c_kj < 0`` with ``c_kj = f_k·∇ψ_j(w_k)``: linear in θ. So
 the whole trajectory enters the fit through the T × K matrix ``c`` (K basis
 functions), computed while the file is streamed in chunks (:meth:`Run.chunks`):
-O(T·n·K) time, O(n·K) memory for the basis, plus the T × K matrix itself.
+O(T·n·K) time (O(T·n·K²) for the separable family's Gram matrices, K ≤ 6), O(n·K)
+memory for the basis, plus the T × K matrix itself.
 
 With the ``window`` drift of a smooth trajectory (weight differences over one record,
 docs/math.md §4) the matching gradient is the mean-value gradient over the segment,
@@ -21,10 +22,13 @@ rule's candidate losses in :func:`~plasticity.analysis.fitting.fit_loss_combinat
    ``‖∇ψ_j(w_k)‖/s_j``), so that margins compare across records and functions;
 2. maximise the worst margin ``t = min_k −ĉ_k·θ̃`` over ``|θ̃_j| ≤ 1`` on the records of
    the *fitting half*;
-3. among the coefficients that keep at least ``KEEP`` (90%) of that margin, take the
-   one of smallest ``Σ|θ̃_j|`` (a second LP): the simplest loss that does nearly as
-   well. Without it, the LP's vertex solution sets every coefficient the binding
-   records do not constrain to ±1.
+3. which of the many descended losses to report: the least-squares gradient fit
+   ``f_k ≈ −∇L_θ(w_k)`` (records weighted by ``1/‖f_k‖²``, from the K × K Gram
+   matrices of the basis gradients accumulated in the same pass) when it descends at
+   every fitting record; otherwise the coefficients closest to it (in ``Σ|θ̃_j − θ̃⁰_j|``)
+   that keep at least ``KEEP`` (a quarter) of the best margin (a second LP). The
+   max-margin θ alone is a vertex of the LP: it sets every coefficient the binding
+   records do not constrain to ±1, and it does not recover a planted loss.
 
 The records are split in two halves (:func:`_split`): for a trajectory that is smooth
 at the record spacing, alternating blocks of records (even blocks fit, odd blocks are
@@ -88,7 +92,8 @@ __all__ = ["FAMILIES", "Discovery", "discover_losses", "SeparableFamily", "Quadr
 FAMILIES = ("separable", "quadratic", "rates", "rule")
 #: records where no basis function changes by Z standard errors are not significant
 Z = 2.0
-#: the sparsest coefficients keeping this fraction of the best margin are reported
+#: when the least-squares fit does not descend everywhere, the closest coefficients
+#: keeping this fraction of the best margin are reported
 KEEP = 0.25
 #: at most this many rows enter the LP (evenly spaced); all are checked afterwards
 LP_MAX_ROWS = 4000
@@ -96,6 +101,10 @@ LP_MAX_ROWS = 4000
 RANK = 6
 #: at most this many postsynaptic blocks get their own isotropic term
 MAX_BLOCKS = 64
+
+
+class TooFewRecords(BadInput):
+    """The trajectory is too short for a fit and a held-out test."""
 
 
 # -- families ----------------------------------------------------------------------
@@ -402,8 +411,9 @@ class LossListFamily:
 def fit_margin(C, keep=KEEP, target=None):
     """Coefficients of the basis with the best worst-case margin (module doc).
 
-    Stage 1 maximises ``t = min_k −C_k·θ`` over ``|θ_j| ≤ 1``. Stage 2, when ``t > 0``,
-    returns the coefficients closest (in ``Σ|θ_j − θ⁰_j|``) to ``target`` θ⁰ (the least
+    Stage 1 maximises ``t = min_k −C_k·θ`` over ``|θ_j| ≤ 1``. When ``t > 0``: the
+    target itself if its margin is positive on every row; else (stage 2) the
+    coefficients closest (in ``Σ|θ_j − θ⁰_j|``) to ``target`` θ⁰ (the least
     squares gradient fit, scaled to ``max|θ⁰| = 1``; zero if not given: then the
     sparsest) among those with margin at least ``keep · t``.
 
@@ -711,7 +721,8 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
         raise BadInput(f"loss discovery: drift {drift!r} not supported (use given or window)")
     h = _window_for(run, window) if kind == "window" else 0
     if run.n_records < h + 3:
-        raise BadInput(f"{run.path}: {run.n_records} records are too few to discover a loss")
+        raise TooFewRecords(f"{run.path}: {run.n_records} records are too few to discover a loss "
+                            f"(window {h})")
     wanted = FAMILIES if families is None else tuple(families)
     unknown = [f for f in wanted if f not in FAMILIES]
     if unknown:
@@ -798,7 +809,10 @@ def discovery_certificates(run, drift="auto", window=None, rule_losses=None):
     from .pipeline import certify_run
 
     kind = drift if drift in ("given", "window") else "auto"
-    results, info = discover_losses(run, kind, window, rule_losses=rule_losses)
+    try:
+        results, info = discover_losses(run, kind, window, rule_losses=rule_losses)
+    except TooFewRecords as why:
+        return [], {"skipped": str(why), "families": [], "found": []}
     certs = []
     for d in results:
         if not d.found:

@@ -29,7 +29,8 @@ Which drift and losses, by kind of file:
   :data:`~plasticity.analysis.no_loss.DEFAULT_GRID` is searched (docs/math.md §5; states
   of at most ``WINDOW_MAX_N`` components);
 - minimal files (``/time``, ``/weights``, optional ``/drift``; or .npz): ``given``
-  drift if present, else ``window``; losses from ``--loss``.
+  drift if present, else ``window``; losses from ``--loss``, or, without one (and for
+  rules with no known loss), discovered (:mod:`~plasticity.analysis.discovery`).
 
 Every trajectory is also tested for recurrence (docs/math.md §7,
 :func:`~plasticity.analysis.recurrence.find_recurrence` on the logged plastic state,
@@ -443,6 +444,8 @@ def _discovery_lines(section):
     """Lines of the table for the ``discovery`` entry: each family tried, its result."""
     if not section:
         return []
+    if "skipped" in section:
+        return [f"loss discovery skipped: {section['skipped']}"]
     how = section["drift"] + (f" (window {section['window']} records)" if section.get("window") else "")
     lines = [f"loss discovery: drift {how}, {section['records']} records ({section['moving']} moving); "
              f"each family fitted on one half of the records ({section['split']}), tested on the other"]
@@ -523,7 +526,7 @@ def format_table(doc):
         notes.append(doc["note"])
     notes.extend(_discovery_lines(doc.get("discovery")))
     rec = doc.get("recurrence")
-    if not doc["results"] and rec is None:
+    if rec is None and (not doc["results"] or doc.get("discovery")):
         notes.append("recurrence: none found")
     if rec is not None:
         notes.append(f"recurrence: the state at t = {rec['t_return']:.4g} returns to that at "
