@@ -261,34 +261,45 @@ def _block_means(run, h):
         rest = w[m:]
 
 
-def run_recurrence(run, smooth=None, **options):
+def run_recurrence(run, smooth=None, level=None, **options):
     """:func:`~plasticity.analysis.recurrence.find_recurrence` on an opened run's plastic
-    state (weights, then the logged slow state such as BCM's θ).
+    state (weights, then the logged slow state such as BCM's θ), as a **sample path**.
 
     A noisy sample path (random input presentations, spikes) "returns" by chance, and
     its path length is inflated by the noise; so the records are first averaged over
     blocks of ``smooth`` records, by default the window of the ``window`` drift
-    estimator (:func:`~plasticity.analysis.drift.choose_window`: the smallest power of
-    two over which the displacement dominates the step noise; 1 for a deterministic
-    trajectory). Small trajectories are then tested whole; larger ones are resampled
-    to at most 2000 records evenly spaced in arc length (the path length between them
-    is then the chord sum, never longer than the true path: the test only gets
-    stricter). Returns ``(Recurrence or None, smooth)``."""
+    estimator (:func:`~plasticity.analysis.drift.choose_window`), but never more than an
+    eighth of the shortest period the data shows
+    (:func:`~plasticity.analysis.recurrence.shortest_period`), so an oscillation is
+    not averaged away. A return then counts only when its excursion is significant
+    against the noise estimated from the records' second differences, at ``level``
+    (:class:`~plasticity.analysis.recurrence.NoiseModel`). Small trajectories are tested
+    whole; larger ones are resampled to at most 2000 records evenly spaced in arc length.
+    Returns ``(Recurrence or None, smooth)``."""
+    from .recurrence import LEVEL, NoiseModel, shortest_period
+
+    level = LEVEL if level is None else level
     size = run.layout(with_state=True).size
     T = run.n_records
     if T < 3:
         return None, 1
+    step = max(1, size // 256)
+    sample = np.concatenate([run.read(a, b)[:, ::step] for a, b in run.chunks()])
     if smooth is None:
-        step = max(1, size // 256)
-        sample = np.concatenate([run.read(a, b)[:, ::step] for a, b in run.chunks()])
         smooth = choose_window(run.time, sample)
+        period = shortest_period(run.time, sample)
+        interval = run.record_interval
+        if period is not None and interval:
+            smooth = min(smooth, max(1, int(period / (8.0 * interval))))
     h = max(1, int(smooth))
     nb = T // h
     if nb < 3:
         return None, h
+    noise = _noise_model(run, h, level)
     tb = run.time[:nb * h].reshape(nb, h).mean(axis=1)
     if nb * size * 8 <= RECURRENCE_BYTES:
-        return find_recurrence(np.concatenate(list(_block_means(run, h))), tb, **options), h
+        return find_recurrence(np.concatenate(list(_block_means(run, h))), tb, noise=noise,
+                               **options), h
     steps, previous = [], None
     for w in _block_means(run, h):
         if previous is not None:
@@ -303,7 +314,48 @@ def run_recurrence(run, smooth=None, **options):
         local = idx[(idx >= offset) & (idx < offset + len(w))] - offset
         rows.append(w[local])
         offset += len(w)
-    return find_recurrence(np.concatenate(rows), tb[idx], max_points=points, **options), h
+    return find_recurrence(np.concatenate(rows), tb[idx], max_points=points, noise=noise,
+                           **options), h
+
+
+def _noise_model(run, h, level):
+    """The per-record noise of the run's plastic state (second differences, streamed
+    chunk by chunk; the full covariance for small states, the diagonal otherwise)."""
+    from .recurrence import FULL_WHITENING_MAX_N, NoiseModel
+
+    size = run.layout(with_state=True).size
+    full = size <= FULL_WHITENING_MAX_N
+    acc = np.zeros((size, size)) if full else np.zeros(size)
+    count, var_acc, tail = 0, np.zeros(size), None
+    for start, stop in run.chunks():
+        w = run.read(start, stop)
+        var_acc = np.maximum(var_acc, np.var(w, axis=0))
+        if tail is not None:
+            w = np.concatenate([tail, w])
+        if len(w) >= 3:
+            d = w[2:] - 2 * w[1:-1] + w[:-2]
+            acc += d.T @ d if full else np.einsum("ij,ij->j", d, d)
+            count += len(d)
+        tail = w[-2:]
+    Sigma = acc / (2.0 * max(count, 1))
+    model = NoiseModel.from_covariance(Sigma, None, records_per_point=h, level=level)
+    if not model.noise_free and float(np.max(np.diag(Sigma) if full else Sigma)) <= 1e-24 * max(float(var_acc.max()), 1e-300):
+        model.noise_free = True
+    return model
+
+
+def mean_field_test(run, system=None):
+    """The recurrence test on the **mean field** (:mod:`~plasticity.analysis.meanfield`):
+    the joint drift integrated from the first record over the run's times, a return
+    confirmed by a closed orbit. ``(MeanFieldRecurrence, None)``, or ``(None, why)``
+    when the run has no drift that is a function of its state."""
+    from .meanfield import joint_drift_of_run, mean_field_recurrence
+
+    F, why = joint_drift_of_run(run, system)
+    if F is None:
+        return None, why
+    x0 = run.read(0, 1)[0] if system is None else run.weights(0, 1)[0]
+    return mean_field_recurrence(F, run.time, x0), None
 
 
 def _window_losses(run, system, certs):
@@ -341,6 +393,33 @@ def combined_loss(losses, weights):
         return total_v, total_g
     text = " + ".join(f"{mu:.4g}·{loss.name}" for loss, mu in zip(losses, weights))
     return Loss("combined", function, text)
+
+
+def _recurrence(run, system):
+    """The recurrence test on the mean field where the run has a drift that is a function
+    of its state (basis ``mean-field``: a return confirmed by a closed orbit is a proof),
+    else on the logged sample path (basis ``sample-path``: a return significant against
+    the noise, a statistical claim). ``(Recurrence or None, JSON dict or None, note)``."""
+    mean_field, _ = mean_field_test(run, system)
+    if mean_field is not None:
+        rec = mean_field.recurrence if mean_field.proof else None
+        note = "; ".join(mean_field.notes) or None
+        if rec is None:
+            return None, None, note
+        # distances are in the coordinates whitened by the trajectory's covariance
+        doc = {"basis": "mean-field", "t_first": rec.t_i, "t_return": rec.t_j,
+               "distance": rec.distance, "path": rec.path, "ratio": rec.ratio,
+               "excursion": rec.excursion, "closed_orbit": mean_field.orbit.summary()}
+        return rec, doc, note
+    rec, smooth = run_recurrence(run)
+    if rec is None:
+        return None, None, None
+    # i, j index the (block-averaged) trajectory the test ran on
+    doc = {"basis": "sample-path", "t_first": rec.t_i, "t_return": rec.t_j,
+           "distance": rec.distance, "path": rec.path, "ratio": rec.ratio,
+           "excursion": rec.excursion, "smoothing_records": smooth,
+           "significance": rec.significance}
+    return rec, doc, None
 
 
 def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
@@ -393,16 +472,12 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             cert.extra["combination"] = {loss.name: float(mu) for loss, mu in zip(losses, lp["weights"])}
             cert.extra["worst_margin"] = lp["margin"]
             certs.append(cert)
-        rec, smooth = run_recurrence(run) if recurrence else (None, None)
-        rec_doc = None
+        rec, rec_doc, rec_note = _recurrence(run, system) if recurrence else (None, None, None)
         if rec is not None:
-            # i, j index the (block-averaged) trajectory the test ran on
-            rec_doc = {"t_first": rec.t_i, "t_return": rec.t_j, "distance": rec.distance,
-                       "path": rec.path, "ratio": rec.ratio, "excursion": rec.excursion,
-                       "smoothing_records": smooth}
             for cert in certs:
                 cert.extra["descent_verdict"] = cert.verdict
-                cert.extra["recurrence"] = {"t_first": rec.t_i, "t_return": rec.t_j}
+                cert.extra["recurrence"] = {"t_first": rec.t_i, "t_return": rec.t_j,
+                                            "basis": rec_doc["basis"]}
                 cert.verdict = "no-loss-exists"
         elif system is not None and window_losses:
             for name, summary in _window_losses(run, system, certs).items():
@@ -421,6 +496,8 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         }
         if rec is not None:
             doc["verdict"] = "no-loss-exists"
+        if rec_note:
+            doc["recurrence_note"] = rec_note
         if not losses:
             doc["note"] = (f"rule {run.rule_name!r} has no known loss: only the recurrence test "
                            "was run; pass --loss path/to/module.py:name to certify")
@@ -495,9 +572,23 @@ def format_table(doc):
     if not doc["results"] and rec is None:
         notes.append("recurrence: none found")
     if rec is not None:
-        notes.append(f"recurrence: the state at t = {rec['t_return']:.4g} returns to that at "
-                     f"t = {rec['t_first']:.4g} (distance {rec['distance']:.3g} after a path of "
+        basis = rec.get("basis")
+        where = {"mean-field": "the mean-field (expected-drift) trajectory from the first record",
+                 "sample-path": "the logged sample path"}.get(basis, "the trajectory")
+        notes.append(f"recurrence on {where}: the state at t = {rec['t_return']:.4g} returns to that at "
+                     f"t = {rec['t_first']:.4g} (whitened distance {rec['distance']:.3g} after a path of "
                      f"{rec['path']:.3g}): no loss decreases along this trajectory -> no-loss-exists")
+        orbit = rec.get("closed_orbit")
+        if orbit:
+            notes.append(f"  a proof: the drift has a closed orbit of period {orbit['period']:.4g} "
+                         f"(return residual {orbit['residual']:.2g} of its diameter {orbit['diameter']:.3g})")
+        sig = rec.get("significance")
+        if sig:
+            p = sig["p_value"]
+            notes.append(f"  a statistical claim: the excursion is significant against the noise of the "
+                         f"records, p = {p:.2g} (Bonferroni over {sig.get('pairs', 1)} pairs) <= {sig['level']:g}")
+    if doc.get("recurrence_note"):
+        notes.append(f"recurrence: {doc['recurrence_note']}")
     if notes:
         if rows:
             lines.append("")
