@@ -15,25 +15,51 @@ Three ways to get it, named as in the JSON document of DESIGN.md:
 
 import numpy as np
 
-__all__ = ["expected_drift", "window_drift", "choose_window", "slaved_state"]
+__all__ = ["expected_drift", "window_drift", "choose_window", "slaved_state",
+           "run_weight_time_scale"]
 
 
-def slaved_state(rule, params, record_interval):
-    """Names of the rule's state variables that relax faster than the records are
-    taken (time constant < ``record_interval``).
+def slaved_state(rule, params, weight_time_scale):
+    """Names of the rule's state variables that relax much faster than the weights move:
+    time constant below ``SEPARATION`` (0.1) times ``weight_time_scale``, the weights'
+    own fastest time scale (:func:`plasticity.analysis.meanfield.weight_time_scale`;
+    :func:`run_weight_time_scale` for a run).
 
-    Such a variable (e.g. BCM's θ with ``tau_theta`` = 50 ms, logged every 100 ms) is
-    a fast variable: on the time scale of the weights it sits at its fixed point
-    (θ = E[y²]), and its logged value is one noisy sample of a low-pass filter. The
-    expected drift of the weights is then the adiabatic limit, with the state at its
-    fixed point: the rule's ``drift`` is called without that state (Tikhonov's
-    theorem; for BCM, Intrator & Cooper 1992's fast-threshold objective).
+    Such a variable (e.g. BCM's θ with ``tau_theta`` = 50 ms while the weights move on
+    a scale of seconds) is a fast variable: on the time scale of the weights it sits at
+    its fixed point (θ = E[y²]), and its logged value is one noisy sample of a low-pass
+    filter. The expected drift of the weights is then the adiabatic limit, with the
+    state at its fixed point: the rule's ``drift`` is called without that state
+    (Tikhonov's theorem; for BCM, Intrator & Cooper 1992's fast-threshold objective).
+    The record interval plays no part: logging more or less often does not change which
+    variables are fast.
     """
-    if rule is None or not record_interval:
+    from .meanfield import SEPARATION
+
+    if rule is None or weight_time_scale is None or not weight_time_scale > 0:
         return ()
     taus = getattr(rule, "state_time_constants", {})
     return tuple(name for name, key in taus.items()
-                 if key in (params or {}) and params[key] < record_interval)
+                 if key in (params or {}) and params[key] < SEPARATION * weight_time_scale)
+
+
+def run_weight_time_scale(run, records=8):
+    """The weights' own time scale of a rate-rule run (seconds): the inverse spectral
+    radius of the Jacobian of the adiabatic weight drift (state at its fixed point),
+    the largest over ``records`` records spread over the run; ``None`` without a drift."""
+    from .meanfield import weight_time_scale
+
+    if run.rule is None or run.stats is None or getattr(run.rule, "kind", "rate") != "rate":
+        return None
+    layout = run.layout(with_state=False)
+    stats = getattr(run.stats, "base", run.stats)
+    rows = np.unique(np.linspace(0, run.n_records - 1, min(records, run.n_records)).astype(int))
+    W = np.concatenate([run.weights(int(k), int(k) + 1) for k in rows])
+
+    def F(X):
+        return expected_drift(run.rule, run.params, stats, layout, np.atleast_2d(X))
+
+    return weight_time_scale(F, W, records=records)
 
 
 def expected_drift(rule, params, stats, layout, w, include_state=None):

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .certificate import Certifier
-from .drift import choose_window, expected_drift, slaved_state, window_drift
+from .drift import choose_window, expected_drift, run_weight_time_scale, slaved_state, window_drift
 from .fitting import fit_loss_combination
 from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_losses
 from .recurrence import find_recurrence
@@ -185,8 +185,10 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         h = _window_for(run, window)
         if run.n_records < h + 1:
             raise BadInput(f"{run.path}: {run.n_records} records are too few for a window of {h}")
-    # state faster than the records sits at its fixed point (adiabatic elimination)
-    slaved = slaved_state(run.rule, run.params, run.record_interval) if kind == "expected" else ()
+    # state much faster than the weights sits at its fixed point (adiabatic elimination)
+    has_state = kind == "expected" and bool(getattr(run.rule, "state_time_constants", None))
+    time_scale = run_weight_time_scale(run) if has_state else None
+    slaved = slaved_state(run.rule, run.params, time_scale) if has_state else ()
     kept = tuple(name for name in run.state_names if name not in slaved)
     layout = run.layout(with_state=kept)
     rate_bound = any(isinstance(loss, RateLoss) for loss in losses)
@@ -237,6 +239,8 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
             # how each state variable entered the drift: its logged value, or its fixed point
             c.extra["state"] = {name: "adiabatic" if name in slaved else "logged"
                                 for name in run.state_names}
+        if time_scale is not None:
+            c.extra["weight_time_scale_s"] = time_scale
         if kind == "window":
             c.extra["window"] = h
             interval = run.record_interval
@@ -549,8 +553,9 @@ def format_table(doc):
                          f"over each {r['rates_interval_s']:.3g} s record interval)")
         adiabatic = [name for name, how in (r.get("state") or {}).items() if how == "adiabatic"]
         if adiabatic:
-            notes.append(f"drift of {r['loss']}: {', '.join(adiabatic)} relaxes faster than the "
-                         "records are taken, so it is set to its fixed point (adiabatic limit)")
+            notes.append(f"drift of {r['loss']}: {', '.join(adiabatic)} relaxes more than ten times faster "
+                         f"than the weights move ({_fmt(r.get('weight_time_scale_s'))} s), so it is set "
+                         "to its fixed point (adiabatic limit)")
         if "combination" in r:
             combo = " + ".join(f"{v:.3g}·{k}" for k, v in r["combination"].items())
             notes.append(f"combined = {combo}  (worst normalised margin {r['worst_margin']:.3g})")
