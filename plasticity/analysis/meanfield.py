@@ -417,3 +417,49 @@ def lyapunov_loss(drift, x_star, J=None, Q=None, samples=400, levels=40, seed=0)
     return LyapunovLoss(x_star=x_star, P=P, max_real=max_real, level=level,
                         radius_min=float(np.sqrt(level / evals.max())),
                         radius_max=float(np.sqrt(level / evals.min())))
+
+
+#: the Lyapunov loss is built for joint states of at most this many components
+LYAPUNOV_MAX_N = 200
+
+
+def lyapunov_certificate(run, system=None, name="lyapunov_quadratic"):
+    """Certify the joint expected drift of a run against the quadratic Lyapunov loss of
+    the stable fixed point nearest its last record (:func:`lyapunov_loss`), on the
+    records inside the loss's region of validity. For rules with a plastic state
+    (BCM's θ, the covariance rule's ȳ), where the weights alone descend no loss while θ
+    lags. Returns ``(Certificate or None, info dict or None)``; ``info`` says the fixed
+    point, the largest real part of the Jacobian's eigenvalues, the region (level and
+    semi-axes) and how many records lie in it, or why there is no such loss."""
+    from .certificate import certify
+
+    if system is None and not run.state_names:
+        return None, None
+    F, why = joint_drift_of_run(run, system)
+    if F is None:
+        return None, None
+    size = run.layout(with_state=True).size if system is None else run.n_synapses
+    if size > LYAPUNOV_MAX_N:
+        return None, {"reason": f"joint state of {size} components (at most {LYAPUNOV_MAX_N})"}
+    X = run.read(0, run.n_records) if system is None else run.weights(0, run.n_records)
+    x_star, ok = fixed_point(F, X[-1])
+    if not ok:
+        return None, {"reason": "no fixed point of the joint drift found near the last record"}
+    J = jacobian(F, x_star)
+    max_real = float(np.max(np.linalg.eigvals(J).real))
+    if not max_real < 0:
+        return None, {"fixed_point": [float(v) for v in x_star], "max_real": max_real,
+                      "reason": "the fixed point is not linearly stable"}
+    V = lyapunov_loss(F, x_star, J)
+    if V is None:
+        return None, {"fixed_point": [float(v) for v in x_star], "max_real": max_real,
+                      "reason": "no sublevel set of the quadratic loss is descended"}
+    inside = V.inside(X)
+    info = {**V.summary(), "records_in_region": int(inside.sum()), "records": int(X.shape[0])}
+    if not inside.any():
+        info["reason"] = "no record lies in the region of validity"
+        return None, info
+    values, grads = V(X[inside])
+    cert = certify(F(X[inside]), grads, values, run.time[inside], name, "expected")
+    cert.extra["region"] = info
+    return cert, info

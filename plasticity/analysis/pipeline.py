@@ -483,6 +483,14 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
                 cert.extra["recurrence"] = {"t_first": rec.t_i, "t_return": rec.t_j,
                                             "basis": rec_doc["basis"]}
                 cert.verdict = "no-loss-exists"
+        elif system is None and from_rule and run.state_names:
+            # plastic state: the joint drift near a stable fixed point descends the
+            # quadratic Lyapunov loss of its Jacobian, in a stated region
+            from .meanfield import lyapunov_certificate
+
+            cert, _ = lyapunov_certificate(run)
+            if cert is not None:
+                certs.append(cert)
         elif system is not None and window_losses:
             for name, summary in _window_losses(run, system, certs).items():
                 for cert in certs:
@@ -559,6 +567,14 @@ def format_table(doc):
         if "combination" in r:
             combo = " + ".join(f"{v:.3g}·{k}" for k, v in r["combination"].items())
             notes.append(f"combined = {combo}  (worst normalised margin {r['worst_margin']:.3g})")
+        region = r.get("region")
+        if region is not None:
+            fp = ", ".join(f"{v:.3g}" for v in region["fixed_point"])
+            notes.append(f"{r['loss']}: (x - x*)^T P (x - x*) of the joint state (weights and "
+                         f"plastic state) at the stable fixed point x* = ({fp}), Jacobian max real "
+                         f"part {region['max_real']:.3g}; valid (descended, sampled check) within "
+                         f"semi-axes {region['radius_min']:.3g}…{region['radius_max']:.3g} of x*; "
+                         f"{region['records_in_region']}/{region['records']} records inside, certified there")
         wl = r.get("window_loss")
         if wl is not None:
             if wl["window"] is not None:
