@@ -241,6 +241,13 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
                                 for name in run.state_names}
         if time_scale is not None:
             c.extra["weight_time_scale_s"] = time_scale
+        if isinstance(loss, RateLoss):
+            # the rates are imposed/measured, not functions of w: the per-record loss is
+            # built from the same rates as the drift, so agreement is by construction
+            c.extra["caveat"] = (
+                f"{loss.name} is rebuilt at each record from the logged rates (not a fixed "
+                "function of w); its gradient is minus the rate-limit drift by construction, so "
+                "the verdict shows agreement with the rate formula, not descent of one loss")
         if kind == "window":
             c.extra["window"] = h
             interval = run.record_interval
@@ -511,7 +518,8 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         if rec_note:
             doc["recurrence_note"] = rec_note
         if not losses:
-            doc["note"] = (f"rule {run.rule_name!r} has no known loss: only the recurrence test "
+            doc["note"] = (f"rule {run.rule_name!r} has no known loss for this model and these "
+                           "inputs: only the recurrence test "
                            "was run; pass --loss path/to/module.py:name to certify")
     if store:
         doc["stored"] = write_analysis(path, certs, doc)
@@ -564,6 +572,8 @@ def format_table(doc):
             notes.append(f"drift of {r['loss']}: {', '.join(adiabatic)} relaxes more than ten times faster "
                          f"than the weights move ({_fmt(r.get('weight_time_scale_s'))} s), so it is set "
                          "to its fixed point (adiabatic limit)")
+        if r.get("caveat"):
+            notes.append(f"caveat ({r['loss']}): {r['caveat']}")
         if "combination" in r:
             combo = " + ".join(f"{v:.3g}·{k}" for k, v in r["combination"].items())
             notes.append(f"combined = {combo}  (worst normalised margin {r['worst_margin']:.3g})")
