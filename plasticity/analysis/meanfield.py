@@ -206,6 +206,12 @@ def closed_orbit(drift, x0, period, metric=None, min_diameter=1e-3, rtol=1e-7):
     res = float(np.linalg.norm(A @ (_flow(F, x, T) - x)))
     if diameter < min_diameter or res > rtol * diameter:
         return None
+    # the shot may close after several turns: report the prime period
+    for k in range(8, 1, -1):
+        r = float(np.linalg.norm(A @ (_flow(F, x, T / k) - x)))
+        if r <= rtol * diameter:
+            T, res = T / k, r
+            break
     return ClosedOrbit(x=x, period=T, residual=res, diameter=diameter)
 
 
