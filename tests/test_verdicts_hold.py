@@ -384,3 +384,31 @@ def test_brian2_limit_cycle_same_verdict_at_every_record_interval(tmp_path, cli)
                          tuple(json.dumps(r.get("state")) for r in doc["results"])))
     assert len(set(verdicts)) == 1, verdicts
     assert verdicts[0][:2] == ("no-loss-exists", "mean-field")
+
+
+def test_smoothing_never_spans_more_than_an_eighth_of_the_period(tmp_path):
+    """A fast, noisy oscillation logged densely: the block average of the sample-path
+    test stays below period/8 (else the cycle would be averaged away), and the cycle is
+    found, significantly."""
+    from plasticity.analysis import open_run
+    from plasticity.analysis.pipeline import run_recurrence
+    from plasticity.analysis.drift import choose_window
+    from plasticity.analysis.recurrence import shortest_period
+
+    rng = np.random.default_rng(4)
+    dt, omega = 0.01, 2 * np.pi / 5                   # 200 s, period 5 s = 500 records
+    w = np.array([1.0, 0.0])
+    W = [w]
+    for _ in range(19999):                            # Hopf normal form, noisy increments
+        r2 = w @ w
+        f = np.array([w[0] - omega * w[1] - w[0] * r2, w[1] + omega * w[0] - w[1] * r2])
+        w = w + dt * f + 0.25 * np.sqrt(dt) * rng.standard_normal(2)
+        W.append(w)
+    W = np.array(W)
+    t = np.arange(len(W)) * dt
+    assert abs(shortest_period(t, W) - 5.0) < 0.2
+    path = _minimal(tmp_path / "fast.h5", t, W)
+    with open_run(path) as run:
+        rec, h = run_recurrence(run)
+    assert h <= 500 / 8 < choose_window(t, W)         # the cap binds here
+    assert rec is not None and rec.significance["p_value"] <= 1e-3
