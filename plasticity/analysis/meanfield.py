@@ -40,7 +40,7 @@ from .recurrence import find_recurrence, whitening
 
 __all__ = ["joint_drift_of_run", "jacobian", "fixed_point", "integrate", "closed_orbit",
            "mean_field_recurrence", "MeanFieldRecurrence", "weight_time_scale",
-           "lyapunov_loss", "LyapunovLoss", "SEPARATION", "SHOOTING_MAX_N"]
+           "lyapunov_loss", "LyapunovLoss", "run_mean_field_recurrence", "lyapunov_certificate", "SEPARATION", "SHOOTING_MAX_N"]
 
 #: a plastic state is "fast" (slaved to its fixed point) when its time constant is
 #: below this fraction of the weights' own fastest time scale
@@ -469,3 +469,15 @@ def lyapunov_certificate(run, system=None, name="lyapunov_quadratic"):
     cert = certify(F(X[inside]), grads, values, run.time[inside], name, "expected")
     cert.extra["region"] = info
     return cert, info
+
+
+def run_mean_field_recurrence(run, system=None):
+    """The recurrence test on the **mean field** (:mod:`~plasticity.analysis.meanfield`):
+    the joint drift integrated from the first record over the run's times, a return
+    confirmed by a closed orbit. ``(MeanFieldRecurrence, None)``, or ``(None, why)``
+    when the run has no drift that is a function of its state."""
+    F, why = joint_drift_of_run(run, system)
+    if F is None:
+        return None, why
+    x0 = run.read(0, 1)[0] if system is None else run.weights(0, 1)[0]
+    return mean_field_recurrence(F, run.time, x0), None

@@ -287,7 +287,7 @@ def run_recurrence(run, smooth=None, level=None, **options):
     (:class:`~plasticity.analysis.recurrence.NoiseModel`). Small trajectories are tested
     whole; larger ones are resampled to at most 2000 records evenly spaced in arc length.
     Returns ``(Recurrence or None, smooth)``."""
-    from .recurrence import LEVEL, NoiseModel, shortest_period
+    from .recurrence import LEVEL, run_noise_model, shortest_period
 
     level = LEVEL if level is None else level
     size = run.layout(with_state=True).size
@@ -306,7 +306,7 @@ def run_recurrence(run, smooth=None, level=None, **options):
     nb = T // h
     if nb < 3:
         return None, h
-    noise = _noise_model(run, h, level)
+    noise = run_noise_model(run, h, level)
     tb = run.time[:nb * h].reshape(nb, h).mean(axis=1)
     if nb * size * 8 <= RECURRENCE_BYTES:
         return find_recurrence(np.concatenate(list(_block_means(run, h))), tb, noise=noise,
@@ -327,46 +327,6 @@ def run_recurrence(run, smooth=None, level=None, **options):
         offset += len(w)
     return find_recurrence(np.concatenate(rows), tb[idx], max_points=points, noise=noise,
                            **options), h
-
-
-def _noise_model(run, h, level):
-    """The per-record noise of the run's plastic state (second differences, streamed
-    chunk by chunk; the full covariance for small states, the diagonal otherwise)."""
-    from .recurrence import FULL_WHITENING_MAX_N, NoiseModel
-
-    size = run.layout(with_state=True).size
-    full = size <= FULL_WHITENING_MAX_N
-    acc = np.zeros((size, size)) if full else np.zeros(size)
-    count, var_acc, tail = 0, np.zeros(size), None
-    for start, stop in run.chunks():
-        w = run.read(start, stop)
-        var_acc = np.maximum(var_acc, np.var(w, axis=0))
-        if tail is not None:
-            w = np.concatenate([tail, w])
-        if len(w) >= 3:
-            d = w[2:] - 2 * w[1:-1] + w[:-2]
-            acc += d.T @ d if full else np.einsum("ij,ij->j", d, d)
-            count += len(d)
-        tail = w[-2:]
-    Sigma = acc / (2.0 * max(count, 1))
-    model = NoiseModel.from_covariance(Sigma, None, records_per_point=h, level=level)
-    if not model.noise_free and float(np.max(np.diag(Sigma) if full else Sigma)) <= 1e-24 * max(float(var_acc.max()), 1e-300):
-        model.noise_free = True
-    return model
-
-
-def mean_field_test(run, system=None):
-    """The recurrence test on the **mean field** (:mod:`~plasticity.analysis.meanfield`):
-    the joint drift integrated from the first record over the run's times, a return
-    confirmed by a closed orbit. ``(MeanFieldRecurrence, None)``, or ``(None, why)``
-    when the run has no drift that is a function of its state."""
-    from .meanfield import joint_drift_of_run, mean_field_recurrence
-
-    F, why = joint_drift_of_run(run, system)
-    if F is None:
-        return None, why
-    x0 = run.read(0, 1)[0] if system is None else run.weights(0, 1)[0]
-    return mean_field_recurrence(F, run.time, x0), None
 
 
 def _window_losses(run, system, certs):
@@ -411,7 +371,9 @@ def _recurrence(run, system):
     of its state (basis ``mean-field``: a return confirmed by a closed orbit is a proof),
     else on the logged sample path (basis ``sample-path``: a return significant against
     the noise, a statistical claim). ``(Recurrence or None, JSON dict or None, note)``."""
-    mean_field, _ = mean_field_test(run, system)
+    from .meanfield import run_mean_field_recurrence
+
+    mean_field, _ = run_mean_field_recurrence(run, system)
     if mean_field is not None:
         rec = mean_field.recurrence if mean_field.proof else None
         note = "; ".join(mean_field.notes) or None

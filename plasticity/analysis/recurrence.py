@@ -40,7 +40,7 @@ import numpy as np
 from scipy.stats import chi2
 
 __all__ = ["Recurrence", "NoiseModel", "find_recurrence", "whitening", "noise_covariance",
-           "shortest_period", "TOL", "AWAY", "LEVEL", "FULL_WHITENING_MAX_N"]
+           "shortest_period", "run_noise_model", "TOL", "AWAY", "LEVEL", "FULL_WHITENING_MAX_N"]
 
 TOL = 0.02
 AWAY = 0.05
@@ -301,3 +301,27 @@ def find_recurrence(trajectory, time=None, tol=TOL, away=AWAY, max_points=2000, 
                           distance=dist, path=path, ratio=dist / path, excursion=exc,
                           significance=significance)
     return None
+
+
+def run_noise_model(run, h=1, level=LEVEL):
+    """The per-record noise of the run's plastic state (second differences, streamed
+    chunk by chunk; the full covariance for small states, the diagonal otherwise)."""
+    size = run.layout(with_state=True).size
+    full = size <= FULL_WHITENING_MAX_N
+    acc = np.zeros((size, size)) if full else np.zeros(size)
+    count, var_acc, tail = 0, np.zeros(size), None
+    for start, stop in run.chunks():
+        w = run.read(start, stop)
+        var_acc = np.maximum(var_acc, np.var(w, axis=0))
+        if tail is not None:
+            w = np.concatenate([tail, w])
+        if len(w) >= 3:
+            d = w[2:] - 2 * w[1:-1] + w[:-2]
+            acc += d.T @ d if full else np.einsum("ij,ij->j", d, d)
+            count += len(d)
+        tail = w[-2:]
+    Sigma = acc / (2.0 * max(count, 1))
+    model = NoiseModel.from_covariance(Sigma, None, records_per_point=h, level=level)
+    if not model.noise_free and float(np.max(np.diag(Sigma) if full else Sigma)) <= 1e-24 * max(float(var_acc.max()), 1e-300):
+        model.noise_free = True
+    return model
