@@ -135,7 +135,7 @@ def integrate(drift, x0, time, rtol=1e-8, atol=1e-10, stiff=None):
     return np.asarray(sol.y.T, float)
 
 
-def _flow(F, x, duration, rtol=1e-10, atol=1e-12):
+def _flow(F, x, duration, rtol=1e-9, atol=1e-11):
     sol = solve_ivp(lambda _t, z: F(z[None])[0], (0.0, duration), x, method="LSODA",
                     rtol=rtol, atol=atol, dense_output=False)
     return sol.y[:, -1]
@@ -190,7 +190,7 @@ def closed_orbit(drift, x0, period, metric=None, min_diameter=1e-3, rtol=1e-7):
 
     try:
         sol = least_squares(residual, np.concatenate([x0, [period]]), method="lm",
-                            xtol=1e-12, ftol=1e-12, max_nfev=60 * (n + 2))
+                            xtol=1e-12, ftol=1e-12, max_nfev=30 * (n + 2))
     except Exception:                              # noqa: BLE001
         return None
     x, T = sol.x[:n], float(sol.x[n])
@@ -207,7 +207,7 @@ def closed_orbit(drift, x0, period, metric=None, min_diameter=1e-3, rtol=1e-7):
     if diameter < min_diameter or res > rtol * diameter:
         return None
     # the shot may close after several turns: report the prime period
-    for k in range(8, 1, -1):
+    for k in (range(8, 1, -1) if T > 1.5 * period else ()):
         r = float(np.linalg.norm(A @ (_flow(F, x, T / k) - x)))
         if r <= rtol * diameter:
             T, res = T / k, r
@@ -267,7 +267,14 @@ def mean_field_recurrence(drift, time, x0, max_points=MEAN_FIELD_POINTS, **optio
     n = X.shape[1]
     out.checked = True
     if n <= SHOOTING_MAX_N:
-        out.orbit = closed_orbit(drift, X[rec.i], period, metric=A)
+        # shoot from the end of the run, where an attracting cycle is closest, with the
+        # time of the first return to the section through it as the period guess (the
+        # recurrence's own interval may be a near-return of the transient)
+        first = _section_return(drift, X[-1], max(4.0 * period, t[-1] - t[0]))
+        if first is not None:
+            out.orbit = closed_orbit(drift, X[-1], first, metric=A)
+        if out.orbit is None:
+            out.orbit = closed_orbit(drift, X[rec.i], period, metric=A)
     else:
         out.orbit = _continued_orbit(drift, X[-1], period, A)
     if out.orbit is None:
@@ -275,6 +282,31 @@ def mean_field_recurrence(drift, time, x0, max_points=MEAN_FIELD_POINTS, **optio
                          f"{rec.t_j:.4g}) but no closed orbit exists near it: a slowly damped or "
                          "growing spiral, not a proof")
     return out
+
+
+def _section_return(drift, x, horizon):
+    """Time of the first return of the flow from ``x`` to the hyperplane through ``x``
+    normal to ``F(x)``, crossed in the same direction (``None`` within ``horizon``)."""
+    F = _batched(drift)
+    x = np.asarray(x, float)
+    normal = F(x[None])[0]
+    if not np.linalg.norm(normal) > 0:
+        return None
+
+    # the plane is shifted a hair behind x, so the start is not on it
+    offset = 1e-6 * float(np.linalg.norm(normal)) * (1.0 + float(np.linalg.norm(x)))
+
+    def section(_t, z):
+        return float(normal @ (z - x)) + offset
+
+    section.direction = 1.0
+    try:
+        sol = solve_ivp(lambda _t, z: F(z[None])[0], (0.0, horizon), x, method="LSODA",
+                        rtol=1e-8, atol=1e-10, events=section)
+    except Exception:                              # noqa: BLE001 - no guess, the caller falls back
+        return None
+    times = [float(v) for v in sol.t_events[0] if v > 0]
+    return times[0] if times else None
 
 
 def _continued_orbit(drift, x_end, period, A, turns=10):
