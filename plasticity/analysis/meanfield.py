@@ -251,7 +251,9 @@ def mean_field_recurrence(drift, time, x0, max_points=MEAN_FIELD_POINTS, **optio
     time = np.asarray(time, float)
     # a fixed grid over the run, whatever the record interval: the answer must not
     # depend on how often the run was logged
-    time = np.linspace(time[0], time[-1], max_points)
+    # (bounded memory for large states: at most about 64 MB of trajectory)
+    points = int(min(max_points, max(200, (64 << 20) // (8 * max(1, np.size(x0))))))
+    time = np.linspace(time[0], time[-1], points)
     X = integrate(drift, x0, time)
     t = time[:X.shape[0]]
     out = MeanFieldRecurrence(trajectory=X, time=t)
