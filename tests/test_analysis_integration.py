@@ -115,7 +115,9 @@ def test_limit_cycle_gives_no_loss_exists(tmp_path, capsys):
     assert doc["verdict"] == "no-loss-exists"
     (r,) = doc["results"]
     assert r["verdict"] == "no-loss-exists" and r["descent_verdict"] == "not-descent"
-    assert r["recurrence"] == {"t_first": rec["t_first"], "t_return": rec["t_return"]}
+    assert r["recurrence"] == {"t_first": rec["t_first"], "t_return": rec["t_return"],
+                               "basis": "mean-field"}
+    assert rec["basis"] == "mean-field" and rec["closed_orbit"]["period"] > 0
     with h5py.File(path, "r") as f:                       # stored with the verdict
         assert f["analysis/intrator_cooper"].attrs["verdict"] == "no-loss-exists"
 

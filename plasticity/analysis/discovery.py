@@ -796,7 +796,7 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
     return out, info
 
 
-def discovery_certificates(run, drift="auto", window=None, rule_losses=None):
+def discovery_certificates(run, certify_run, drift="auto", window=None, rule_losses=None):
     """Discover losses in an opened run and certify the ones found (the work of
     ``plasticity analyze`` on a trajectory with no loss given).
 
@@ -805,9 +805,8 @@ def discovery_certificates(run, drift="auto", window=None, rule_losses=None):
     ``coefficients``, ``fit_margin``, ``heldout_margin``, ``heldout_descent_fraction``,
     ``basis``); ``section`` is the document's ``discovery`` entry: the drift and window
     used, how many records moved, every family tried and which were found.
+    ``certify_run`` is the pipeline's certifier (passed in: the pipeline calls this).
     """
-    from .pipeline import certify_run
-
     kind = drift if drift in ("given", "window") else "auto"
     try:
         results, info = discover_losses(run, kind, window, rule_losses=rule_losses)

@@ -15,25 +15,35 @@ Three ways to get it, named as in the JSON document of ``plasticity analyze --js
 
 import numpy as np
 
-__all__ = ["expected_drift", "window_drift", "choose_window", "slaved_state"]
+__all__ = ["expected_drift", "window_drift", "choose_window", "slaved_state",
+           "SEPARATION"]
 
 
-def slaved_state(rule, params, record_interval):
-    """Names of the rule's state variables that relax faster than the records are
-    taken (time constant < ``record_interval``).
+#: a plastic state is fast (slaved to its fixed point) when its time constant is below
+#: this fraction of the weights' own time scale
+SEPARATION = 0.1
 
-    Such a variable (e.g. BCM's θ with ``tau_theta`` = 50 ms, logged every 100 ms) is
-    a fast variable: on the time scale of the weights it sits at its fixed point
-    (θ = E[y²]), and its logged value is one noisy sample of a low-pass filter. The
-    expected drift of the weights is then the adiabatic limit, with the state at its
-    fixed point: the rule's ``drift`` is called without that state (Tikhonov's
-    theorem; for BCM, Intrator & Cooper 1992's fast-threshold objective).
+
+def slaved_state(rule, params, weight_time_scale):
+    """Names of the rule's state variables that relax much faster than the weights move:
+    time constant below ``SEPARATION`` (0.1) times ``weight_time_scale``, the weights'
+    own fastest time scale (:func:`plasticity.analysis.meanfield.weight_time_scale`;
+    :func:`run_weight_time_scale` for a run).
+
+    Such a variable (e.g. BCM's θ with ``tau_theta`` = 50 ms while the weights move on
+    a scale of seconds) is a fast variable: on the time scale of the weights it sits at
+    its fixed point (θ = E[y²]), and its logged value is one noisy sample of a low-pass
+    filter. The expected drift of the weights is then the adiabatic limit, with the
+    state at its fixed point: the rule's ``drift`` is called without that state
+    (Tikhonov's theorem; for BCM, Intrator & Cooper 1992's fast-threshold objective).
+    The record interval plays no part: logging more or less often does not change which
+    variables are fast.
     """
-    if rule is None or not record_interval:
+    if rule is None or weight_time_scale is None or not weight_time_scale > 0:
         return ()
     taus = getattr(rule, "state_time_constants", {})
     return tuple(name for name, key in taus.items()
-                 if key in (params or {}) and params[key] < record_interval)
+                 if key in (params or {}) and params[key] < SEPARATION * weight_time_scale)
 
 
 def expected_drift(rule, params, stats, layout, w, include_state=None):

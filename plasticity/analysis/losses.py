@@ -10,7 +10,8 @@ the dense weights ``W`` (B, n_post, n_pre) with the input moments of
 name               L(W)                                        ∇L
 =================  ==========================================  ==============================
 variance           −½ E[σ(y)²]  (Hebbian)                      −E[x σ(y)]  (σσ' = σ for relu)
-variance           −½ Var σ(y)  (covariance rule)              −(E[xσ] − E[σ] E[x σ'])
+variance           −½ Var σ(y)  (covariance rule, linear σ)    −(E[xσ] − E[σ] E[x σ'])
+input_variance     −½ wᵀCw  (covariance rule, relu, Gaussian)  −Cw
 rayleigh           −½ wᵀRw / wᵀw,  R = E[xxᵀ] = C + μμᵀ        −(Rw − ρw)/‖w‖², ρ = wᵀRw/wᵀw
 norm               (‖w‖² − 1)²                                 4(‖w‖² − 1) w
 intrator_cooper    −(⅓E[σ³] − ¼E[σ²]²)                         −(E[xσ²] − E[σ²] E[xσ])
@@ -18,10 +19,30 @@ triplet_bcm        Σ g·w, g = −r_x y (a y − b) (y: measured)   g  (triplet
 quadratic          ½ (w − w*)ᵀ H (w − w*)                      H (w − w*)
 =================  ==========================================  ==============================
 
-With these signs each rule's drift is ``−η ∇L`` or descends ``L`` (docs/math.md §8):
-Hebbian/covariance and fast-threshold BCM exactly (Euclidean gradient), Oja's rule
-as natural gradient on ``rayleigh`` and ``norm``. The gradient with respect to the
-plastic state variables (e.g. BCM's θ) is zero: these losses depend on the weights.
+With these signs each rule's drift is ``−η ∇L`` or descends ``L`` (docs/math.md §8),
+but only for the models and inputs listed in :data:`PAIRINGS` (:func:`rule_losses`
+offers a candidate only where it holds; docs/analysis.md, "Where each candidate loss
+holds"):
+
+- Hebbian, ``variance``: ``f = η E[xσ] = −η ∇L`` exactly for linear and relu
+  neurons (``σσ' = σ``);
+- fast-threshold BCM, ``intrator_cooper``: exactly, linear and relu;
+- covariance rule, ``variance``: exactly for linear neurons (``f = η C w``). For relu
+  neurons ``f = η Cov(x, σ(y))`` is *not* the gradient of ``−½ Var σ(y)`` (it ascends
+  it at some ``w``); with Gaussian inputs Stein's lemma gives
+  ``f = η P(y > 0) C w``, natural gradient (scalar metric ``η P(y > 0)``) of
+  ``input_variance`` ``= −½ wᵀCw``; with other inputs no candidate is offered;
+- Oja, ``rayleigh``: descended for linear neurons (``f·∇L = −η(‖Rw‖² − (wᵀRw)²/‖w‖²)/‖w‖² ≤ 0``,
+  Cauchy–Schwarz), but *not strictly* on the rays through eigenvectors of ``R``
+  (there ``∇L = 0`` while ``f = η λ(1 − ‖w‖²) w ≠ 0`` off the unit sphere); ``norm``
+  is descended for linear and relu neurons (``f·∇L = −4η E[σ²](‖w‖² − 1)² ≤ 0``) but
+  not strictly on the unit sphere. Their sum ``rayleigh + c·norm`` (any ``c > 0``) is
+  strictly descended at every point that is not a fixed point (linear neurons): the
+  pipeline's ``combined`` loss finds such a ``c``. For relu neurons Oja's drift
+  ascends ``rayleigh`` at some ``w``: only ``norm`` is offered.
+
+The gradient with respect to the plastic state variables (e.g. BCM's θ) is zero:
+these losses depend on the weights.
 
 Users pass their own loss as ``path/to/module.py:name`` (:func:`load_user_loss`):
 ``name`` is a function ``(T, n) -> (values (T,), gradients (T, n))`` or a
@@ -39,7 +60,8 @@ from scipy.special import ndtr
 from ..errors import BadInput
 
 __all__ = ["Loss", "RateLoss", "quadratic_loss", "rule_losses", "make_loss", "load_user_loss",
-           "resolve_loss", "LOSSES", "RATE_LOSSES", "mean_value_gradient"]
+           "resolve_loss", "LOSSES", "RATE_LOSSES", "mean_value_gradient", "PAIRINGS",
+           "pairing_holds"]
 
 
 class Loss:
@@ -174,8 +196,16 @@ def _intrator_cooper(stats):
     return dense, "−(⅓E[σ(y)³] − ¼E[σ(y)²]²), summed over postsynaptic neurons"
 
 
+def _input_variance(stats):
+    def dense(W):
+        CW = stats.product(W)
+        return -0.5 * np.sum(CW * W, -1).sum(-1), -CW
+    return dense, "−½ wᵀCw (variance of the summed input) per postsynaptic neuron, summed"
+
+
 #: built-in losses on dense weights: name -> builder(stats) -> (dense function, description)
 LOSSES = {
+    "input_variance": _input_variance,
     "variance": _variance_hebbian,
     "rayleigh": _rayleigh,
     "norm": _norm,
@@ -243,7 +273,31 @@ def rule_losses(rule_name, stats, layout, params=None):
         if (rule_name, name) not in RULE_VARIANTS and name not in LOSSES and name not in RATE_LOSSES:
             raise BadInput(f"loss {name!r} of rule {rule_name!r} is not implemented in the analysis "
                            f"layer (built-in: {', '.join(sorted(LOSSES))}); pass --loss path/to/module.py:name")
-    return [make_loss(name, stats, layout, rule_name, params) for name in rule.losses]
+    return [make_loss(name, stats, layout, rule_name, params) for name in rule.losses
+            if pairing_holds(rule_name, name, stats)]
+
+
+#: where a rule's candidate loss is descended by its drift: (rule, loss) -> (test on the
+#: input statistics, the condition in words); pairings not listed hold for every model
+#: and input the rule runs with (docstring above; docs/analysis.md)
+PAIRINGS = {
+    ("oja", "rayleigh"): (lambda s: s.transfer == "linear",
+                          "linear neurons (for relu the drift ascends it at some w)"),
+    ("covariance", "variance"): (lambda s: s.transfer == "linear",
+                                 "linear neurons (for relu the drift is not its gradient)"),
+    ("covariance", "input_variance"): (lambda s: s.transfer != "linear" and s.kind == "gaussian",
+                                       "relu neurons with Gaussian inputs (Stein's lemma); for "
+                                       "linear neurons it equals variance"),
+}
+
+
+def pairing_holds(rule_name, loss_name, stats):
+    """Whether ``loss_name`` is a true candidate of ``rule_name`` for these input
+    statistics (the model's transfer and the kind of inputs): :data:`PAIRINGS`."""
+    entry = PAIRINGS.get((rule_name, loss_name))
+    if entry is None or stats is None:
+        return True
+    return bool(entry[0](getattr(stats, "base", stats)))
 
 
 # -- losses of spiking rules, in firing rates --------------------------------------

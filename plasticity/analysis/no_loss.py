@@ -8,16 +8,25 @@ function (needed for window losses). For each loss it reports the certificate of
 loss everywhere and a drift function is given, the smallest window ``T`` of ``grid``
 for which it descends the window loss (:func:`~plasticity.analysis.window.smallest_window`).
 For the trajectory as a whole: a quadratic loss fitted by LP
-(:func:`~plasticity.analysis.lyapunov.fit_quadratic_loss`) and the recurrence test
-(:func:`~plasticity.analysis.recurrence.find_recurrence`); a recurrence overrides
-every verdict with ``no-loss-exists``.
+(:func:`~plasticity.analysis.lyapunov.fit_quadratic_loss`) and the recurrence test; a
+recurrence overrides every verdict with ``no-loss-exists``. The recurrence test runs on
+
+- the **mean field** when ``drift_function`` is given: the drift integrated from the
+  first record, a return confirmed by a closed orbit
+  (:func:`~plasticity.analysis.meanfield.mean_field_recurrence`; basis
+  ``"mean-field"``, a proof up to the integration's accuracy);
+- otherwise the **sample path** ``weights``, where a return counts only when its
+  excursion is significant against the noise estimated from the records
+  (:class:`~plasticity.analysis.recurrence.NoiseModel`; basis ``"sample-path"``, a
+  statistical claim at ``level``).
 """
 
 import numpy as np
 
 from .certificate import certify
 from .lyapunov import MAX_FIT_DIMENSION, fit_quadratic_loss
-from .recurrence import find_recurrence
+from .meanfield import mean_field_recurrence
+from .recurrence import LEVEL, NoiseModel, find_recurrence
 from .window import smallest_window
 
 __all__ = ["analyze_no_loss", "DEFAULT_GRID"]
@@ -26,7 +35,7 @@ DEFAULT_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)
 
 
 def analyze_no_loss(time, weights, drifts, losses, drift_function=None, jacobian=None, grid=DEFAULT_GRID,
-                    window_records=200, window_max_n=40):
+                    window_records=200, window_max_n=40, level=LEVEL):
     """The extended analysis of one trajectory (see the module doc). Returns a dict
     ``{"results": [per loss], "quadratic_fit": ..., "recurrence": ..., "verdict": ...}``;
     window results (``WindowResult``) are in ``"window"`` of each loss entry (their
@@ -34,8 +43,17 @@ def analyze_no_loss(time, weights, drifts, losses, drift_function=None, jacobian
     time = np.asarray(time, float)
     W = np.asarray(weights, float)
     F = np.asarray(drifts, float)
-    rec = find_recurrence(W, time)
-    out = {"results": [], "recurrence": rec.summary() if rec else None}
+    note = None
+    if drift_function is not None:
+        mean_field = mean_field_recurrence(drift_function, time, W[0])
+        rec = mean_field.recurrence if mean_field.proof else None
+        note = "; ".join(mean_field.notes) or None
+        basis = {"basis": "mean-field", "closed_orbit": mean_field.orbit.summary() if rec else None}
+    else:
+        rec = find_recurrence(W, time, noise=NoiseModel.from_records(W, level=level))
+        basis = {"basis": "sample-path"}
+    out = {"results": [], "recurrence": {**rec.summary(), **basis} if rec else None,
+           "recurrence_note": note}
     for name, loss in losses.items():
         values, grads = loss(W)
         cert = certify(F, grads, values, time, name).summary()

@@ -47,6 +47,7 @@ import numpy as np
 from ..errors import BadInput
 from .certificate import Certifier
 from .drift import choose_window, expected_drift, slaved_state, window_drift
+from .meanfield import run_weight_time_scale
 from .fitting import fit_loss_combination
 from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_losses
 from .recurrence import find_recurrence
@@ -184,8 +185,10 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         h = _window_for(run, window)
         if run.n_records < h + 1:
             raise BadInput(f"{run.path}: {run.n_records} records are too few for a window of {h}")
-    # state faster than the records sits at its fixed point (adiabatic elimination)
-    slaved = slaved_state(run.rule, run.params, run.record_interval) if kind == "expected" else ()
+    # state much faster than the weights sits at its fixed point (adiabatic elimination)
+    has_state = kind == "expected" and bool(getattr(run.rule, "state_time_constants", None))
+    time_scale = run_weight_time_scale(run) if has_state else None
+    slaved = slaved_state(run.rule, run.params, time_scale) if has_state else ()
     kept = tuple(name for name in run.state_names if name not in slaved)
     layout = run.layout(with_state=kept)
     rate_bound = any(isinstance(loss, RateLoss) for loss in losses)
@@ -236,6 +239,15 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
             # how each state variable entered the drift: its logged value, or its fixed point
             c.extra["state"] = {name: "adiabatic" if name in slaved else "logged"
                                 for name in run.state_names}
+        if time_scale is not None:
+            c.extra["weight_time_scale_s"] = time_scale
+        if isinstance(loss, RateLoss):
+            # the rates are imposed/measured, not functions of w: the per-record loss is
+            # built from the same rates as the drift, so agreement is by construction
+            c.extra["caveat"] = (
+                f"{loss.name} is rebuilt at each record from the logged rates (not a fixed "
+                "function of w); its gradient is minus the rate-limit drift by construction, so "
+                "the verdict shows agreement with the rate formula, not descent of one loss")
         if kind == "window":
             c.extra["window"] = h
             interval = run.record_interval
@@ -260,34 +272,45 @@ def _block_means(run, h):
         rest = w[m:]
 
 
-def run_recurrence(run, smooth=None, **options):
+def run_recurrence(run, smooth=None, level=None, **options):
     """:func:`~plasticity.analysis.recurrence.find_recurrence` on an opened run's plastic
-    state (weights, then the logged slow state such as BCM's θ).
+    state (weights, then the logged slow state such as BCM's θ), as a **sample path**.
 
     A noisy sample path (random input presentations, spikes) "returns" by chance, and
     its path length is inflated by the noise; so the records are first averaged over
     blocks of ``smooth`` records, by default the window of the ``window`` drift
-    estimator (:func:`~plasticity.analysis.drift.choose_window`: the smallest power of
-    two over which the displacement dominates the step noise; 1 for a deterministic
-    trajectory). Small trajectories are then tested whole; larger ones are resampled
-    to at most 2000 records evenly spaced in arc length (the path length between them
-    is then the chord sum, never longer than the true path: the test only gets
-    stricter). Returns ``(Recurrence or None, smooth)``."""
+    estimator (:func:`~plasticity.analysis.drift.choose_window`), but never more than an
+    eighth of the shortest period the data shows
+    (:func:`~plasticity.analysis.recurrence.shortest_period`), so an oscillation is
+    not averaged away. A return then counts only when its excursion is significant
+    against the noise estimated from the records' second differences, at ``level``
+    (:class:`~plasticity.analysis.recurrence.NoiseModel`). Small trajectories are tested
+    whole; larger ones are resampled to at most 2000 records evenly spaced in arc length.
+    Returns ``(Recurrence or None, smooth)``."""
+    from .recurrence import LEVEL, run_noise_model, shortest_period
+
+    level = LEVEL if level is None else level
     size = run.layout(with_state=True).size
     T = run.n_records
     if T < 3:
         return None, 1
+    step = max(1, size // 256)
+    sample = np.concatenate([run.read(a, b)[:, ::step].copy() for a, b in run.chunks()])
     if smooth is None:
-        step = max(1, size // 256)
-        sample = np.concatenate([run.read(a, b)[:, ::step].copy() for a, b in run.chunks()])
         smooth = choose_window(run.time, sample)
+        period = shortest_period(run.time, sample)
+        interval = run.record_interval
+        if period is not None and interval:
+            smooth = min(smooth, max(1, int(period / (8.0 * interval))))
     h = max(1, int(smooth))
     nb = T // h
     if nb < 3:
         return None, h
+    noise = run_noise_model(run, h, level)
     tb = run.time[:nb * h].reshape(nb, h).mean(axis=1)
     if nb * size * 8 <= RECURRENCE_BYTES:
-        return find_recurrence(np.concatenate(list(_block_means(run, h))), tb, **options), h
+        return find_recurrence(np.concatenate(list(_block_means(run, h))), tb, noise=noise,
+                               **options), h
     steps, previous = [], None
     for w in _block_means(run, h):
         if previous is not None:
@@ -302,7 +325,8 @@ def run_recurrence(run, smooth=None, **options):
         local = idx[(idx >= offset) & (idx < offset + len(w))] - offset
         rows.append(w[local])
         offset += len(w)
-    return find_recurrence(np.concatenate(rows), tb[idx], max_points=points, **options), h
+    return find_recurrence(np.concatenate(rows), tb[idx], max_points=points, noise=noise,
+                           **options), h
 
 
 def _window_losses(run, system, certs):
@@ -340,6 +364,35 @@ def combined_loss(losses, weights):
         return total_v, total_g
     text = " + ".join(f"{mu:.4g}·{loss.name}" for loss, mu in zip(losses, weights))
     return Loss("combined", function, text)
+
+
+def _recurrence(run, system):
+    """The recurrence test on the mean field where the run has a drift that is a function
+    of its state (basis ``mean-field``: a return confirmed by a closed orbit is a proof),
+    else on the logged sample path (basis ``sample-path``: a return significant against
+    the noise, a statistical claim). ``(Recurrence or None, JSON dict or None, note)``."""
+    from .meanfield import run_mean_field_recurrence
+
+    mean_field, _ = run_mean_field_recurrence(run, system)
+    if mean_field is not None:
+        rec = mean_field.recurrence if mean_field.proof else None
+        note = "; ".join(mean_field.notes) or None
+        if rec is None:
+            return None, None, note
+        # distances are in the coordinates whitened by the trajectory's covariance
+        doc = {"basis": "mean-field", "t_first": rec.t_i, "t_return": rec.t_j,
+               "distance": rec.distance, "path": rec.path, "ratio": rec.ratio,
+               "excursion": rec.excursion, "closed_orbit": mean_field.orbit.summary()}
+        return rec, doc, note
+    rec, smooth = run_recurrence(run)
+    if rec is None:
+        return None, None, None
+    # i, j index the (block-averaged) trajectory the test ran on
+    doc = {"basis": "sample-path", "t_first": rec.t_i, "t_return": rec.t_j,
+           "distance": rec.distance, "path": rec.path, "ratio": rec.ratio,
+           "excursion": rec.excursion, "smoothing_records": smooth,
+           "significance": rec.significance}
+    return rec, doc, None
 
 
 def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
@@ -399,19 +452,23 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         section = None
         if not losses and discover:
             from .discovery import discovery_certificates
-            found, section = discovery_certificates(run, drift, window)
+            found, section = discovery_certificates(run, certify_run, drift, window)
             certs.extend(found)
-        rec, smooth = run_recurrence(run) if recurrence else (None, None)
-        rec_doc = None
+        rec, rec_doc, rec_note = _recurrence(run, system) if recurrence else (None, None, None)
         if rec is not None:
-            # i, j index the (block-averaged) trajectory the test ran on
-            rec_doc = {"t_first": rec.t_i, "t_return": rec.t_j, "distance": rec.distance,
-                       "path": rec.path, "ratio": rec.ratio, "excursion": rec.excursion,
-                       "smoothing_records": smooth}
             for cert in certs:
                 cert.extra["descent_verdict"] = cert.verdict
-                cert.extra["recurrence"] = {"t_first": rec.t_i, "t_return": rec.t_j}
+                cert.extra["recurrence"] = {"t_first": rec.t_i, "t_return": rec.t_j,
+                                            "basis": rec_doc["basis"]}
                 cert.verdict = "no-loss-exists"
+        elif system is None and from_rule and run.state_names:
+            # plastic state: the joint drift near a stable fixed point descends the
+            # quadratic Lyapunov loss of its Jacobian, in a stated region
+            from .meanfield import lyapunov_certificate
+
+            cert, _ = lyapunov_certificate(run)
+            if cert is not None:
+                certs.append(cert)
         elif system is not None and window_losses:
             for name, summary in _window_losses(run, system, certs).items():
                 for cert in certs:
@@ -431,10 +488,14 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             doc["discovery"] = section
         if rec is not None:
             doc["verdict"] = "no-loss-exists"
+        if rec_note:
+            doc["recurrence_note"] = rec_note
         if not losses:
-            who = f"rule {run.rule_name!r} has no known loss" if run.rule else run.rule_error
-            doc["note"] = (f"{who}: losses were searched for (discovery) and the recurrence "
-                           "test was run; pass --loss path/to/module.py:name to certify your own")
+            who = (f"rule {run.rule_name!r} has no known loss for this model and these inputs"
+                   if run.rule else run.rule_error)
+            searched = "losses were searched for (discovery) and " if discover else ""
+            doc["note"] = (f"{who}: {searched}the recurrence test was run; pass --loss "
+                           "path/to/module.py:name to certify your own")
     if store:
         doc["stored"] = write_analysis(path, certs, doc)
     return doc
@@ -505,11 +566,22 @@ def format_table(doc):
                          f"over each {r['rates_interval_s']:.3g} s record interval)")
         adiabatic = [name for name, how in (r.get("state") or {}).items() if how == "adiabatic"]
         if adiabatic:
-            notes.append(f"drift of {r['loss']}: {', '.join(adiabatic)} relaxes faster than the "
-                         "records are taken, so it is set to its fixed point (adiabatic limit)")
+            notes.append(f"drift of {r['loss']}: {', '.join(adiabatic)} relaxes more than ten times faster "
+                         f"than the weights move ({_fmt(r.get('weight_time_scale_s'))} s), so it is set "
+                         "to its fixed point (adiabatic limit)")
+        if r.get("caveat"):
+            notes.append(f"caveat ({r['loss']}): {r['caveat']}")
         if "combination" in r:
             combo = " + ".join(f"{v:.3g}·{k}" for k, v in r["combination"].items())
             notes.append(f"combined = {combo}  (worst normalised margin {r['worst_margin']:.3g})")
+        region = r.get("region")
+        if region is not None:
+            fp = ", ".join(f"{v:.3g}" for v in region["fixed_point"])
+            notes.append(f"{r['loss']}: (x - x*)^T P (x - x*) of the joint state (weights and "
+                         f"plastic state) at the stable fixed point x* = ({fp}), Jacobian max real "
+                         f"part {region['max_real']:.3g}; valid (descended, sampled check) within "
+                         f"semi-axes {region['radius_min']:.3g}…{region['radius_max']:.3g} of x*; "
+                         f"{region['records_in_region']}/{region['records']} records inside, certified there")
         wl = r.get("window_loss")
         if wl is not None:
             if wl["window"] is not None:
@@ -529,9 +601,23 @@ def format_table(doc):
     if rec is None and (not doc["results"] or doc.get("discovery")):
         notes.append("recurrence: none found")
     if rec is not None:
-        notes.append(f"recurrence: the state at t = {rec['t_return']:.4g} returns to that at "
-                     f"t = {rec['t_first']:.4g} (distance {rec['distance']:.3g} after a path of "
+        basis = rec.get("basis")
+        where = {"mean-field": "the mean-field (expected-drift) trajectory from the first record",
+                 "sample-path": "the logged sample path"}.get(basis, "the trajectory")
+        notes.append(f"recurrence on {where}: the state at t = {rec['t_return']:.4g} returns to that at "
+                     f"t = {rec['t_first']:.4g} (whitened distance {rec['distance']:.3g} after a path of "
                      f"{rec['path']:.3g}): no loss decreases along this trajectory -> no-loss-exists")
+        orbit = rec.get("closed_orbit")
+        if orbit:
+            notes.append(f"  a proof: the drift has a closed orbit of period {orbit['period']:.4g} "
+                         f"(return residual {orbit['residual']:.2g} of its diameter {orbit['diameter']:.3g})")
+        sig = rec.get("significance")
+        if sig:
+            p = sig["p_value"]
+            notes.append(f"  a statistical claim: the excursion is significant against the noise of the "
+                         f"records, p = {p:.2g} (Bonferroni over {sig.get('pairs', 1)} pairs) <= {sig['level']:g}")
+    if doc.get("recurrence_note"):
+        notes.append(f"recurrence: {doc['recurrence_note']}")
     if notes:
         if rows:
             lines.append("")

@@ -254,7 +254,7 @@ def modulation_stats(experiment, rng):
 
 def modulated_inputs(stats, baseline, gain, interval):
     """Poisson inputs whose rates follow rate-model inputs: ``x`` is drawn from
-    ``stats`` exactly as in the rate models (:func:`plasticity.network.input_group`),
+    ``stats`` exactly as in the rate models (:func:`plasticity.sim.rate.input_group`),
     but once every ``interval`` (s) and held; input ``i`` fires with rate
     ``max(0, baseline_i + gain * x_i)`` (Hz). Returns the group (named ``inputs``) and
     the other objects of the drawing."""
