@@ -464,7 +464,8 @@ def _basis_text(result, doc):
 
 def format_table(doc):
     """A readable table of an :func:`analyze_file` document."""
-    lines = [f"run:    {doc['run']}",
+    lines = [f"run:    {doc['run']}" + (f"  (+ {doc['seeds'] - 1} more seeds; spread "
+                                            f"{doc['spread']:.3g})" if doc.get("seeds") else ""),
              f"rule:   {doc.get('rule') or '-'}   status: {doc.get('status') or '-'}   "
              f"records: {doc.get('records')}   weights: {doc.get('weights')}", ""]
     header = ("loss", "drift", "moving", "descent", "psi_deg med/p95/max", "kappa_min med/p95/max",
@@ -510,7 +511,17 @@ def format_table(doc):
             notes.append(f"{r['loss']}: the window drift is not descent at some records, but no window's "
                          "ascent is significant: undecided (noise), not a contradiction")
     for r in doc["results"]:
-        if "window" in r:
+        if r["drift"] == "ensemble":
+            b = r["bootstrap"]
+
+            def ci(key, spec=".3g"):
+                return "-" if b.get(key) is None else "[" + ", ".join(format(x, spec) for x in b[key]) + "]"
+            notes.append(f"over {r['seeds']} seeds, {r['loss']}: drift = mean over seeds of the weight "
+                         f"differences over {r['window']} records ({r['window_s']:.3g} s), median relative "
+                         f"standard error {r['drift_relative_se']['median']:.3g}; {b['level']:.0%} bootstrap "
+                         f"intervals ({b['resamples']} resamples of the seeds): descent {ci('descent_fraction')}, "
+                         f"median psi_deg {ci('psi_deg_median')}, median kappa_min {ci('kappa_min_median')}")
+        elif "window" in r:
             secs = f" = {r['window_s']:.3g} s" if r.get("window_s") is not None else ""
             notes.append(f"drift of {r['loss']}: window estimator, weight differences over "
                          f"{r['window']} record{'' if r['window'] == 1 else 's'}{secs} (mean-value gradient over each segment)")
