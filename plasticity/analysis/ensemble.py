@@ -225,7 +225,7 @@ def analyze_ensemble(paths, loss_specs=None, window=None, bootstrap=BOOTSTRAP, s
             cert.verdict = "undecided"
         cert.extra["seeds"] = N
         cert.extra["window"] = h
-        cert.extra["window_s"] = float(np.median(time[h:] - time[:-h]))
+        cert.extra["window_s"] = float(f"{np.median(time[h:] - time[:-h]):.6g}")
         intervals = {}
         for key, values in boot[cert.loss_name].items():
             v = np.asarray(values, float)

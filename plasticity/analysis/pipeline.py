@@ -508,8 +508,8 @@ def format_table(doc):
                          f"{sp['ascent_significant']:.2f}, undecided {sp['undecided']:.2f} "
                          f"(Holm, family level {sp['alpha']:g})")
         if "pointwise_verdict" in r:
-            notes.append(f"{r['loss']}: the window drift is not descent at some records, but no window's "
-                         "ascent is significant: undecided (noise), not a contradiction")
+            notes.append(f"{r['loss']}: the drift estimate is not descent at some records, but no "
+                         "ascent is significant (window or record): undecided (noise), not a contradiction")
     for r in doc["results"]:
         if r["drift"] == "ensemble":
             b = r["bootstrap"]

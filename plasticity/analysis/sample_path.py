@@ -150,7 +150,7 @@ def classify(t0, t1, arrays, h, alpha=ALPHA):
     call = np.zeros(K, np.int8)
     call[descent] = -1
     call[ascent] = 1
-    interval = float(np.median(t1 - t0)) if K else None
+    interval = float(f"{np.median(t1 - t0):.6g}") if K else None     # no 12.799999999999997
     summary = {
         "window": int(h),
         "window_s": interval,
