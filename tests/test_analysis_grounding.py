@@ -301,3 +301,33 @@ def test_ensemble_needs_a_shared_start(tmp_path, cli):
     paths = _ensemble_files(tmp_path, N=2, seconds=2, w0_of=lambda s: np.full((1, 6), 0.1 + 0.1 * s))
     result = cli("analyze", *paths, "--drift", "ensemble")
     assert result.returncode == 2 and "initial weights" in result.stderr
+
+
+PAIR_STDP = {
+    "name": "pair_consistency", "seed": 1,
+    "network": {"model": "poisson_pair", "n_pre": 20, "n_post": 3,
+                "init": {"distribution": "constant", "value": 0.1}},
+    "inputs": {"kind": "poisson", "rates": "20 Hz", "post_rates": ["10 Hz", "20 Hz", "40 Hz"]},
+    "rule": {"name": "stdp", "bounds": "soft", "w_max": 1.0, "A_plus": 0.01, "A_minus": 0.01},
+    "simulation": {"duration": "30 s", "dt": "0.1 ms", "device": "auto"},
+    "record": {"every": "100 ms"},
+}
+
+
+@pytest.mark.slow
+def test_pair_stdp_rate_limit_drift_consistency(tmp_path, write_config):
+    """Independent Poisson pre/post trains (Brian2): the increments of pair STDP follow
+    its rate-limit drift at the logged rates; a file claiming a 25% larger A_minus does not."""
+    from plasticity.config import load_config
+    from plasticity.runner import run
+
+    path = run(load_config(write_config(PAIR_STDP)), out_dir=tmp_path, progress=False)
+    cons = analyze_file(path, store=False, recurrence=False)["consistency"]
+    assert cons["consistent"] and 0.8 < cons["drift_ratio"] < 1.2, cons
+    with h5py.File(path, "r+") as f:
+        text = f["config"][()]
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        del f["config"]
+        f["config"] = text.replace("A_minus = 0.01", "A_minus = 0.0125")
+    lie = analyze_file(path, store=False, recurrence=False)["consistency"]
+    assert lie["p_value"] < 1e-3, lie

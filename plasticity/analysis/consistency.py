@@ -129,11 +129,15 @@ class ConsistencyTest:
                 self._U = self._directions(f_left[i])
             take = min(m - i, (b + 1) * self.h - k)
             seg = r[i:i + take]
+            ok = np.isfinite(seg).all(axis=1)
+            if not ok.all():
+                # undefined drift (a spiking run's first record has no rate yet): left out
+                seg = seg[ok]
             if self._U is not None:
                 self._a.append(seg @ self._U)
             self._current += seg.sum(0)
-            self.drift_sum += integral[i:i + take].sum(0)
-            self.disp_sum += d[i:i + take].sum(0)
+            self.drift_sum += integral[i:i + take][ok].sum(0)
+            self.disp_sum += d[i:i + take][ok].sum(0)
             self._k += take
             i += take
             if self._k % self.h == 0:
@@ -155,7 +159,7 @@ class ConsistencyTest:
             d = w[1:] - w[:-1]
             integral = np.diff(t)[:, None] * 0.5 * (f[1:] + f[:-1])
             self._accumulate(d - integral, integral, d, f[:-1])
-        self.f_sum += f.sum(0)
+        self.f_sum += np.where(np.isfinite(f), f, 0.0).sum(0)
         self._last = (t[-1], w[-1].copy(), f[-1].copy())
 
     def finish(self):

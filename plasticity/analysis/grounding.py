@@ -45,9 +45,10 @@ class ConsistencyPass:
     def start(self, kind, h):
         run = self.run
         rule = run.rule
-        # the expected drift of a rate rule at logged input statistics; a dynamics run's
-        # /drift is exact and its trajectory deterministic: nothing to test
-        if kind == "expected" and rule is not None and getattr(rule, "kind", "rate") == "rate":
+        # the expected drift of a rule at the logged input statistics (rate rules) or at
+        # the rates logged over each record interval (spiking rules, rate-limit drift);
+        # a dynamics run's /drift is exact and its trajectory deterministic: no test
+        if kind == "expected" and rule is not None:
             self.test = ConsistencyTest(run.n_synapses, run.n_records)
             self._logged = tuple(run.state_names)
             self._slaved = bool(slaved_state(rule, run.params, run.record_interval))

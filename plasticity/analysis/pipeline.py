@@ -412,6 +412,10 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             cert.extra["worst_margin"] = lp["margin"]
             certs.append(cert)
         path_arrays = attach_sample_path(certs, [r for p in paths for r in p.results()]) if certs else {}
+        if consistency.test is None and run.rule is not None and run.has_stats and not run.is_dynamics:
+            # the certified drift was not the rule's expected drift (spiking rules: the
+            # window drift), or there was no loss: test the increments against it anyway
+            certify_run(run, [], "expected", passes=[consistency])
         rec, smooth = run_recurrence(run) if recurrence else (None, None)
         rec_doc = None
         if rec is not None:
