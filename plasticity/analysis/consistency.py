@@ -25,7 +25,15 @@ The test, streamed record by record (O(n) work per record):
    residuals of a batch are independent and Gaussian with a common covariance;
 4. the B batch p-values are combined with Fisher's method:
    ``X = −2 Σ_b log p_b`` has the χ² distribution with 2B degrees of freedom (the
-   ``statistic`` and ``dof`` of the JSON).
+   ``statistic`` and ``dof`` of the JSON; ``fisher_p``). Fisher's combination of
+   two-sided batch tests is strong against a bias confined to some batches, weak
+   against a small bias that persists with the same sign over the whole run (it
+   squares each batch's evidence, losing the sign);
+5. so a second, coherent test: the residuals projected on each batch's drift
+   direction are summed over the whole run, ``Z = Σ_b Σ_k a_k,1 / √(Σ_b h s²_b,1)``
+   (s²_b,1 the within-batch sample variance), N(0, 1) under the null hypothesis by the
+   martingale central limit theorem (``drift_z``, ``drift_p``, two-sided);
+6. ``p_value = min(1, 2 min(fisher_p, drift_p))`` (Bonferroni over the two tests).
 
 Null hypothesis: the residuals have mean zero given the past (the simulation's
 increments follow the expected drift); assumptions: within a batch, the projected
@@ -41,7 +49,7 @@ claimed drift; 2 for a run whose weights moved with twice the learning rate).
 import math
 
 import numpy as np
-from scipy.stats import chi2, f as f_dist
+from scipy.stats import chi2, f as f_dist, norm as normal_dist
 
 __all__ = ["ConsistencyTest", "consistency_test", "ALPHA", "TARGET_BATCHES", "MIN_BATCH"]
 
@@ -83,6 +91,8 @@ class ConsistencyTest:
         self._previous = None                        # residual sum of the previous batch
         self._current = np.zeros(self.n)             # residual sum of the current batch
         self._a = []                                 # projected residuals of the current batch
+        self._along_sum = 0.0                        # Σ of the residuals along each batch's drift
+        self._along_var = 0.0                        # and the estimate of its variance
 
     def _directions(self, f_start):
         cols = []
@@ -105,6 +115,9 @@ class ConsistencyTest:
         h, p = a.shape if a.ndim == 2 else (0, 0)
         if p == 0 or h < p + 2:
             return
+        # along the batch's drift direction: the sum and its variance, for the coherent test
+        self._along_sum += float(a[:, 0].sum())
+        self._along_var += float(h * a[:, 0].var(ddof=1))
         mean = a.mean(0)
         S = np.atleast_2d(np.cov(a, rowvar=False))
         try:
@@ -170,7 +183,10 @@ class ConsistencyTest:
             return None
         X = float(-2.0 * np.sum(np.log(p)))
         dof = 2 * int(p.size)
-        p_value = float(chi2.sf(X, dof))
+        p_fisher = float(chi2.sf(X, dof))
+        z = self._along_sum / math.sqrt(self._along_var) if self._along_var > 0 else 0.0
+        p_drift = float(2.0 * normal_dist.sf(abs(z)))
+        p_value = min(1.0, 2.0 * min(p_fisher, p_drift))          # Bonferroni over the two tests
         ratio = None
         norm = np.linalg.norm(self.f_sum)
         if norm > 0 and math.isfinite(norm):
@@ -178,10 +194,12 @@ class ConsistencyTest:
             if along != 0 and math.isfinite(along):
                 ratio = float(self.disp_sum @ self.f_sum) / norm / along
         return {"statistic": X, "dof": dof, "p_value": p_value, "consistent": bool(p_value >= ALPHA),
-                "window": int(self.h), "batches": int(p.size), "min_batch_p": float(p.min()),
+                "window": int(self.h), "batches": int(p.size), "fisher_p": p_fisher,
+                "drift_z": float(z), "drift_p": p_drift, "min_batch_p": float(p.min()),
                 "drift_ratio": ratio,
                 "method": "Hotelling test of zero mean per batch on residuals projected on the "
-                          "batch's predictable directions, Fisher combination; trapezoid integral "
+                          "batch's predictable directions, Fisher combination; and a z test of "
+                          "their sum along the drift; Bonferroni over the two; trapezoid integral "
                           "of the expected drift"}
 
 
