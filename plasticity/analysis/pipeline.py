@@ -175,7 +175,7 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
     prefetch : bool
         Read the next chunk in a background thread.
     passes : sequence
-        Further streaming passes over the same records (:mod:`.verdict_passes`): each
+        Further streaming passes over the same records (:mod:`.grounding`): each
         gets ``feed(time, weights, drift, losses)`` with consecutive records (drift None
         for the window estimator), and ``start(kind, h)`` first.
 
@@ -499,10 +499,10 @@ def format_table(doc):
     cons = doc.get("consistency")
     if cons is not None:
         ratio = "" if cons.get("drift_ratio") is None else f", drift ratio {cons['drift_ratio']:.3g}"
-        notes.append(f"consistency of the increments with the expected drift: "
-                     f"{'consistent' if cons['consistent'] else 'NOT consistent'} (p = {cons['p_value']:.3g}; "
-                     f"Fisher X = {cons['statistic']:.3g}, chi2 with {cons['dof']} dof over {cons['batches']} "
-                     f"batches of {cons['window']} records{ratio})")
+        notes.append(f"consistency of the increments with the rule's expected drift: "
+                     f"{'consistent' if cons['consistent'] else 'NOT consistent'} (p = {cons['p_value']:.3g}: "
+                     f"Fisher X = {cons['statistic']:.3g} on {cons['dof']} dof over {cons['batches']} "
+                     f"batches of {cons['window']} records, drift z = {cons['drift_z']:.3g}{ratio})")
     for r in doc["results"]:
         sp = r.get("sample_path")
         if sp is not None and sp.get("windows"):
