@@ -44,14 +44,15 @@ def _parser():
     sub.add_parser("rules", help="list the rules, their parameters and losses")
 
     p = sub.add_parser("analyze", help="certify a run as (natural) gradient descent")
-    p.add_argument("run", help="run file (.h5) or a minimal trajectory (.h5/.npz)")
+    p.add_argument("run", nargs="+", help="run file (.h5) or a minimal trajectory (.h5/.npz); "
+                   "several run files (one config, different seeds) with --drift ensemble")
     p.add_argument("--loss", action="append", default=None, metavar="NAME|FILE.py:FUNC",
                    help="loss to certify against (repeatable; default: the rule's candidates)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--drift", choices=["auto", "expected", "window", "given"], default="auto",
+    p.add_argument("--drift", choices=["auto", "expected", "window", "given", "ensemble"], default="auto",
                    help="drift estimator: expected (rule + logged input statistics or rates), "
-                        "window (weight differences), given (/drift); auto picks given, then "
-                        "expected, then window")
+                        "window (weight differences), given (/drift), ensemble (mean over the "
+                        "seeds of several runs); auto picks given, then expected, then window")
     p.add_argument("--window", type=int, metavar="RECORDS",
                    help="window of the window estimator, in records (default: chosen from the data)")
 
@@ -122,7 +123,15 @@ def _cmd_analyze(args):
 
     if args.window is not None and args.window < 1:
         raise BadInput(f"--window {args.window}: must be a positive number of records")
-    document = analyze_file(args.run, args.loss, drift=args.drift, window=args.window)
+    if args.drift == "ensemble":
+        from .analysis.ensemble import analyze_ensemble
+
+        document = analyze_ensemble(args.run, args.loss, window=args.window)
+    elif len(args.run) > 1:
+        raise BadInput(f"{len(args.run)} run files given: several files are analysed together "
+                       "only with --drift ensemble (runs of one config with different seeds)")
+    else:
+        document = analyze_file(args.run[0], args.loss, drift=args.drift, window=args.window)
     if args.json:
         print(json.dumps(document, indent=1))
     else:

@@ -192,7 +192,7 @@ class SeparableFamily:
 
     def describe(self):
         return {"mid": self.mid, "half": self.half, "eps": self.EPS,
-                "basis": "phi(w) = sum_j theta_j Phi_j(u), u = (w - mid)/half"}
+                "features": "phi(w) = sum_j theta_j Phi_j(u), u = (w - mid)/half"}
 
 
 class QuadraticFamily:
@@ -292,7 +292,7 @@ class QuadraticFamily:
     def describe(self):
         return {"center": "last fitting record", "rank": int(self.U.shape[1]),
                 "blocks": self.n_groups,
-                "basis": "x = w - w_ref; z = U^T x, U: mean direction + principal directions"}
+                "features": "x = w - w_ref; z = U^T x, U: mean direction + principal directions"}
 
 
 class RatesFamily:
@@ -360,7 +360,7 @@ class RatesFamily:
 
     def describe(self):
         return {"post_rate_scale_hz": self.post_scale,
-                "basis": "L = sum_s w_s r_pre(s) sum_p theta_p (r_post(s)/scale)^p, rates held "
+                "features": "L = sum_s w_s r_pre(s) sum_p theta_p (r_post(s)/scale)^p, rates held "
                          "at their values over each record interval"}
 
 
@@ -479,7 +479,7 @@ class Discovery:
                 "fit_margin": num(self.fit_margin), "heldout_margin": num(self.heldout_margin),
                 "heldout_descent_fraction": num(self.heldout_descent_fraction),
                 "fit_records": self.fit_records, "heldout_records": self.heldout_records,
-                "insignificant_records": self.insignificant_records, "basis": self.basis}
+                "insignificant_records": self.insignificant_records, "features": self.basis}
 
 
 # -- streaming passes -----------------------------------------------------------------

@@ -23,7 +23,7 @@ Which drift and losses, by kind of file:
   interval (the JSON then says ``rates_interval_s``). The rate losses
   (``triplet_bcm``) are bound to the rates of the same records / intervals. (Against
   ``triplet_bcm`` the expected drift is exactly minus its gradient, by construction.)
-- ``kind = "dynamics"`` runs (:mod:`plasticity.dynamics`): ``/drift`` is the system's
+- ``kind = "dynamics"`` runs (:mod:`plasticity.systems`): ``/drift`` is the system's
   exact drift (reported as ``expected``), the losses are the system's own, and where
   the drift does not descend one of them the smallest window loss of
   :data:`~plasticity.analysis.no_loss.DEFAULT_GRID` is searched (docs/math.md §5; states
@@ -49,9 +49,11 @@ from .certificate import Certifier
 from .drift import choose_window, expected_drift, slaved_state, window_drift
 from .meanfield import run_weight_time_scale
 from .fitting import fit_loss_combination
+from .grounding import BASIS_TEXT, ConsistencyPass, SamplePathPass, attach_sample_path
 from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_losses
 from .recurrence import find_recurrence
 from ..io.reader import open_run, write_analysis
+from .sample_path import write_sample_path
 
 __all__ = ["certify_run", "analyze_file", "format_table", "drift_kind_for", "run_recurrence",
            "dynamics_system"]
@@ -158,7 +160,7 @@ def _prefetched(bounds, load, prefetch):
             yield b, data
 
 
-def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=True):
+def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=True, passes=()):
     """Certificates of an opened run against each loss.
 
     Parameters
@@ -172,6 +174,10 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         Records per chunk (default: about CHUNK_BYTES of weights).
     prefetch : bool
         Read the next chunk in a background thread.
+    passes : sequence
+        Further streaming passes over the same records (:mod:`.grounding`): each
+        gets ``feed(time, weights, drift, losses)`` with consecutive records (drift None
+        for the window estimator), and ``start(kind, h)`` first.
 
     Returns
     -------
@@ -209,6 +215,9 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
             return run.weights(start, stop), run.read_drift(start, stop)
         return run.weights(start, stop + h), None
 
+    for p in passes:
+        p.start(kind, h)
+    last = run.n_records - h
     for (start, stop), (w, given) in _prefetched(list(run.chunks(chunk, overlap=h)), load, prefetch):
         t = run.time[start:stop]
         if hasattr(run.stats, "clear"):
@@ -219,6 +228,9 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
             for loss, cert in zip(chunk_losses, certifiers):
                 gbar, v0, _ = mean_value_gradient(loss, w0, w1)
                 cert.add(f, gbar, v0, t)
+            rows = w.shape[0] if stop == last else stop - start     # the tail once, at the end
+            for p in passes:
+                p.feed(run.time[start:start + rows], w[:rows], None, chunk_losses)
             continue
         if kind == "expected":
             stats = run.stats_for(start, stop)
@@ -229,6 +241,8 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
         for loss, cert in zip(chunk_losses, certifiers):
             values, g = loss.value_and_grad(w)
             cert.add(f, g, values, t)
+        for p in passes:
+            p.feed(t, w, f, chunk_losses)
     # a dynamics run's /drift is the system's exact drift: "expected" in the JSON's terms
     label = "expected" if (kind == "given" and run.is_dynamics) else kind
     spiking = run.rule is not None and run.rule.activity == "spiking"
@@ -439,16 +453,25 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         losses, from_rule = _losses_for(run, loss_specs, system)
         if run.n_records < 2 and not run.has_drift:
             raise BadInput(f"{run.path}: only {run.n_records} record(s); need at least 2")
-        certs = certify_run(run, losses, drift, window) if losses else []
+        consistency = ConsistencyPass(run)
+        paths = [SamplePathPass(run, losses, window)]
+        certs = certify_run(run, losses, drift, window, passes=[consistency, paths[0]]) if losses else []
         if combine and from_rule and len(losses) >= 2:
             fg = np.stack([c.fg for c in certs], axis=1)
             gn = np.stack([c.g_norm for c in certs], axis=1)
             lp = fit_loss_combination(fg, gn, certs[0].f_norm, certs[0].moving)
             combo = combined_loss(losses, lp["weights"])
-            cert = certify_run(run, [combo], drift, certs[0].extra.get("window", window))[0]
+            paths.append(SamplePathPass(run, [combo], window))
+            cert = certify_run(run, [combo], drift, certs[0].extra.get("window", window),
+                               passes=[paths[-1]])[0]
             cert.extra["combination"] = {loss.name: float(mu) for loss, mu in zip(losses, lp["weights"])}
             cert.extra["worst_margin"] = lp["margin"]
             certs.append(cert)
+        path_arrays = attach_sample_path(certs, [r for p in paths for r in p.results()]) if certs else {}
+        if consistency.test is None and run.rule is not None and run.has_stats and not run.is_dynamics:
+            # the certified drift was not the rule's expected drift (spiking rules: the
+            # window drift), or there was no loss: test the increments against it anyway
+            certify_run(run, [], "expected", passes=[consistency])
         section = None
         if not losses and discover:
             from .discovery import discovery_certificates
@@ -482,6 +505,7 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             "records": run.n_records,
             "weights": run.n_synapses,
             "recurrence": rec_doc,
+            "consistency": consistency.result(),
             "results": [c.summary() for c in certs],
         }
         if section is not None:
@@ -498,6 +522,8 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
                            "path/to/module.py:name to certify your own")
     if store:
         doc["stored"] = write_analysis(path, certs, doc)
+        if doc["stored"] and path_arrays:
+            write_sample_path(path, path_arrays)
     return doc
 
 
@@ -527,9 +553,17 @@ def _fmt(x, spec=".3g"):
     return "-" if x is None else format(x, spec)
 
 
+def _basis_text(result, doc):
+    basis = result.get("basis")
+    if basis is None:
+        return ""
+    return " (" + BASIS_TEXT[basis].format(n=doc.get("seeds", "N")) + ")"
+
+
 def format_table(doc):
     """A readable table of an :func:`analyze_file` document."""
-    lines = [f"run:    {doc['run']}",
+    lines = [f"run:    {doc['run']}" + (f"  (+ {doc['seeds'] - 1} more seeds; spread "
+                                            f"{doc['spread']:.3g})" if doc.get("seeds") else ""),
              f"rule:   {doc.get('rule') or '-'}   status: {doc.get('status') or '-'}   "
              f"records: {doc.get('records')}   weights: {doc.get('weights')}", ""]
     header = ("loss", "drift", "moving", "descent", "psi_deg med/p95/max", "kappa_min med/p95/max",
@@ -547,7 +581,7 @@ def format_table(doc):
             "/".join(_fmt(kap[k], ".3g") for k in ("median", "p95", "max")),
             _fmt(r["scalar_metric"]["relative_residual"], ".3f"),
             _fmt(const["relative_residual"], ".3f") if const else "n/a",
-            r["verdict"],
+            r["verdict"] + _basis_text(r, doc),
         ))
     if rows:
         widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
@@ -556,8 +590,36 @@ def format_table(doc):
         for row in rows:
             lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
     notes = []
+    cons = doc.get("consistency")
+    if cons is not None:
+        ratio = "" if cons.get("drift_ratio") is None else f", drift ratio {cons['drift_ratio']:.3g}"
+        notes.append(f"consistency of the increments with the rule's expected drift: "
+                     f"{'consistent' if cons['consistent'] else 'NOT consistent'} (p = {cons['p_value']:.3g}: "
+                     f"Fisher X = {cons['statistic']:.3g} on {cons['dof']} dof over {cons['batches']} "
+                     f"batches of {cons['window']} records, drift z = {cons['drift_z']:.3g}{ratio})")
     for r in doc["results"]:
-        if "window" in r:
+        sp = r.get("sample_path")
+        if sp is not None and sp.get("windows"):
+            secs = "" if sp.get("window_s") is None else f" = {sp['window_s']:.3g} s"
+            notes.append(f"along the path, {r['loss']}: {sp['windows']} windows of {sp['window']} records"
+                         f"{secs}: descent {sp['descent_significant']:.2f}, ascent "
+                         f"{sp['ascent_significant']:.2f}, undecided {sp['undecided']:.2f} "
+                         f"(Holm, family level {sp['alpha']:g})")
+        if "pointwise_verdict" in r:
+            notes.append(f"{r['loss']}: the drift estimate is not descent at some records, but no "
+                         "ascent is significant (window or record): undecided (noise), not a contradiction")
+    for r in doc["results"]:
+        if r["drift"] == "ensemble":
+            b = r["bootstrap"]
+
+            def ci(key, spec=".3g"):
+                return "-" if b.get(key) is None else "[" + ", ".join(format(x, spec) for x in b[key]) + "]"
+            notes.append(f"over {r['seeds']} seeds, {r['loss']}: drift = mean over seeds of the weight "
+                         f"differences over {r['window']} records ({r['window_s']:.3g} s), median relative "
+                         f"standard error {r['drift_relative_se']['median']:.3g}; {b['level']:.0%} bootstrap "
+                         f"intervals ({b['resamples']} resamples of the seeds): descent {ci('descent_fraction')}, "
+                         f"median psi_deg {ci('psi_deg_median')}, median kappa_min {ci('kappa_min_median')}")
+        elif "window" in r:
             secs = f" = {r['window_s']:.3g} s" if r.get("window_s") is not None else ""
             notes.append(f"drift of {r['loss']}: window estimator, weight differences over "
                          f"{r['window']} record{'' if r['window'] == 1 else 's'}{secs} (mean-value gradient over each segment)")

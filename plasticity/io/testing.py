@@ -7,9 +7,9 @@ from .codecs import write_input_stats
 from .layout import Layout
 
 
-def config_toml(rule_name, params, n_pre, n_post, model="linear_rate", name="synthetic"):
+def config_toml(rule_name, params, n_pre, n_post, model="linear_rate", name="synthetic", seed=1):
     """A small resolved config (TOML text) as the runner stores it in ``/config``."""
-    lines = [f'name = "{name}"', "seed = 1", "", "[network]", f'model = "{model}"',
+    lines = [f'name = "{name}"', f"seed = {int(seed)}", "", "[network]", f'model = "{model}"',
              f"n_pre = {n_pre}", f"n_post = {n_post}", "", "[rule]", f'name = "{rule_name}"']
     lines += [f"{k} = {float(v)!r}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
@@ -17,7 +17,7 @@ def config_toml(rule_name, params, n_pre, n_post, model="linear_rate", name="syn
 
 def write_run_file(path, time, weights, *, rule_name, params, stats, n_pre, n_post, pre=None,
                    post=None, state=None, status="complete", model="linear_rate", chunk=None,
-                   compression=True):
+                   compression=True, seed=1):
     """Write a complete run file in one go (the layout of :class:`RunFile`, written
     independently of it, so a mismatch between the reader and the recorder is caught).
 
@@ -40,8 +40,8 @@ def write_run_file(path, time, weights, *, rule_name, params, stats, n_pre, n_po
         f.attrs["status"] = status
         f.attrs["rule"] = rule_name
         f.attrs["model"] = model
-        f.attrs["seed"] = 1
-        f["config"] = config_toml(rule_name, params, n_pre, n_post, model)
+        f.attrs["seed"] = int(seed)
+        f["config"] = config_toml(rule_name, params, n_pre, n_post, model, seed=seed)
         f.create_dataset("time", data=np.asarray(time, float), maxshape=(None,))
         f.create_dataset("weights", data=weights, maxshape=(None, S),
                          chunks=(min(chunk, T), max(1, S)), **extra)
