@@ -344,7 +344,7 @@ def combined_loss(losses, weights):
 
 
 def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
-                 recurrence=True, window_losses=True):
+                 recurrence=True, window_losses=True, stability=True):
     """Certify a run file; the JSON document of DESIGN.md as a dict.
 
     Parameters
@@ -364,6 +364,9 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         Test the trajectory for recurrence (verdict ``no-loss-exists``).
     window_losses : bool
         For dynamics runs, search the smallest window loss where a loss is not descended.
+    stability : bool
+        Linear stability of the joint expected drift at the fixed point nearest the
+        last record (:mod:`.stability`; ``None`` where the drift is not known).
 
     Returns
     -------
@@ -419,6 +422,9 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             "recurrence": rec_doc,
             "results": [c.summary() for c in certs],
         }
+        if stability:
+            from .stability import run_stability
+            doc["stability"] = run_stability(run)
         if rec is not None:
             doc["verdict"] = "no-loss-exists"
         if not losses:
@@ -491,6 +497,14 @@ def format_table(doc):
                              f"T = {wl['window_reported']:g})")
     if doc.get("note"):
         notes.append(doc["note"])
+    st = doc.get("stability")
+    if st is not None:
+        if st["fixed_point"] is None:
+            notes.append(f"stability: {st.get('message', 'no fixed point found')}")
+        else:
+            notes.append(f"stability: fixed point at distance {st['distance']:.3g} from the last record; "
+                         f"leading eigenvalue {st['max_real']:.4g} ± {st['max_imag']:.4g}i -> "
+                         f"{'stable' if st['stable'] else 'unstable'}")
     rec = doc.get("recurrence")
     if not doc["results"] and rec is None:
         notes.append("recurrence: none found")
