@@ -84,6 +84,47 @@ def mark_interrupted(path, message):
         return False
 
 
+class _StopWatcher:
+    """While a run goes on, repeat ``brian2.stop()`` every 0.2 s once its sweep is
+    stopped: a network resets Brian2's global stop flag when it starts, so a stop
+    requested while the run was still being built would otherwise be lost."""
+
+    def __init__(self, token):
+        import threading
+
+        self.token = token
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self.done.wait(0.2):
+            if self.token in _STOPPED:
+                request_stop(self.token)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def _cut_short(path, experiment):
+    """Whether the run file's last record is before the experiment's duration (a
+    network ended by ``brian2.stop()`` closes its file as if complete)."""
+    import h5py
+
+    sim = getattr(experiment, "simulation", None)
+    duration = sim.duration if sim is not None else experiment.dynamics.duration
+    try:
+        with h5py.File(path, "r") as f:
+            last = float(f["time"][-1]) if len(f["time"]) else -1.0
+    except (OSError, KeyError):
+        return True
+    return last < duration * (1 - 1e-9)
+
+
 def _rss_mb():
     try:
         import psutil
@@ -123,7 +164,8 @@ def run_point(task):
 
     ``task``: ``{"token", "index", "identity", "seed", "experiment", "path", "file",
     "analysis": {"loss", "drift", "window"}}``. Never raises: a run that diverges, fails
-    or is stopped is a row with that status and a message.
+    or is stopped is a row with that status and a message. A task that starts after
+    its sweep was stopped returns no rows (the run never began).
     """
     from ..errors import Diverged, Interrupted
 
@@ -132,37 +174,38 @@ def run_point(task):
     status, message, run_s = "complete", "", None
     rows = None
     if token in _STOPPED:
-        status, message = "interrupted", "sweep stopped before this run started"
-    else:
-        try:
+        return []
+    watcher = _StopWatcher(token)
+    try:
+        with watcher:
             _run_experiment(task["experiment"], path)
-            if token in _STOPPED:
-                status, message = "interrupted", "sweep stopped (SIGINT/SIGTERM)"
-                mark_interrupted(path, message)
-        except Diverged as error:
-            status, message = "diverged", str(error)
-        except Interrupted as error:
-            status, message = "interrupted", str(error)
-        except Exception as error:   # a failed run is a row, not a crash of the sweep
-            status = "failed"
-            message = f"{type(error).__name__}: {error}".splitlines()[0]
-            if not os.path.exists(path):
-                message += " (no run file)"
-        run_s = time.perf_counter() - started
-        gc.collect()   # the run's Brian2 objects (reference cycles) go now, not later
-        if status == "complete":
-            try:
-                from ..analysis import analyze_file
+        if token in _STOPPED and _cut_short(path, task["experiment"]):
+            status, message = "interrupted", "sweep stopped (SIGINT/SIGTERM)"
+            mark_interrupted(path, message)
+    except Diverged as error:
+        status, message = "diverged", str(error)
+    except Interrupted as error:
+        status, message = "interrupted", str(error)
+    except Exception as error:   # a failed run is a row, not a crash of the sweep
+        status = "failed"
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        if not os.path.exists(path):
+            message += " (no run file)"
+    run_s = time.perf_counter() - started
+    gc.collect()   # the run's Brian2 objects (reference cycles) go now, not later
+    if status == "complete":
+        try:
+            from ..analysis import analyze_file
 
-                options = task["analysis"]
-                doc = analyze_file(path, options.get("loss"), drift=options.get("drift", "auto"),
-                                   window=options.get("window"))
-                rows = _metric_rows(doc)
-            except Exception as error:
-                status = "failed"
-                message = f"analysis: {type(error).__name__}: {error}".splitlines()[0]
-                if os.environ.get("PLASTICITY_SWEEP_DEBUG"):
-                    message += " | " + traceback.format_exc().replace("\n", " | ")
+            options = task["analysis"]
+            doc = analyze_file(path, options.get("loss"), drift=options.get("drift", "auto"),
+                               window=options.get("window"))
+            rows = _metric_rows(doc)
+        except Exception as error:
+            status = "failed"
+            message = f"analysis: {type(error).__name__}: {error}".splitlines()[0]
+            if os.environ.get("PLASTICITY_SWEEP_DEBUG"):
+                message += " | " + traceback.format_exc().replace("\n", " | ")
     base = {
         "run": task["index"], "identity": task["identity"], "seed": task["seed"],
         "status": status, "message": message,
