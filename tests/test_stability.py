@@ -36,6 +36,17 @@ def test_linear_system_eigenvalues_are_the_matrix_eigenvalues():
     assert out["stable"] and out["max_real"] < 0 and np.allclose(out["fixed_point"], 0, atol=1e-9)
 
 
+def test_flat_directions_are_neutral_not_unstable():
+    A = np.diag([-1.0, 0.0, -3.0])
+    A[0, 2] = 2.0
+    out = linear_stability(lambda Z: Z @ A.T, np.array([0.1, 0.5, -0.2]))
+    assert out["stable"] and out["neutral"] == 1
+    assert out["max_real"] == pytest.approx(-1.0, abs=1e-6) and out["max_imag"] == 0
+    out = linear_stability(lambda Z: Z @ (-A).T, np.array([0.1, 0.5, -0.2]))
+    assert not out["stable"] and out["max_real"] == pytest.approx(3.0, abs=1e-6)
+    assert linear_stability(lambda Z: 0 * Z, np.ones(2))["max_real"] is None
+
+
 def test_no_fixed_point_is_reported_as_none():
     out = linear_stability(lambda Z: np.ones_like(Z), np.zeros(3))
     assert out["fixed_point"] is None and out["stable"] is None and out["message"]
@@ -66,7 +77,7 @@ def test_bcm_fast_threshold_selective_fixed_point_is_stable(eta, tau_theta):
     assert np.allclose(out["fixed_point"][2], 2.0, atol=1e-6)
     # stable: the (w1, θ) pair decays; w2 sits where the rectified neuron ignores
     # pattern 2 (w2 ≤ 0: a flat, neutral direction) or decays (w2 > 0)
-    assert out["stable"] and out["max_real"] <= 1e-9
+    assert out["stable"] and out["max_real"] < 0
     # the (w1, θ) pair: λ = tr/2 ± sqrt(tr²/4 − det)
     tr, det = eta - 1 / tau_theta, eta / tau_theta
     pair = np.roots([1.0, -tr, det])

@@ -502,9 +502,11 @@ def format_table(doc):
         if st["fixed_point"] is None:
             notes.append(f"stability: {st.get('message', 'no fixed point found')}")
         else:
+            lead = ("every eigenvalue neutral" if st["max_real"] is None else
+                    f"leading eigenvalue {st['max_real']:.4g} ± {st['max_imag']:.4g}i")
+            neutral = f", {st['neutral']} neutral" if st.get("neutral") else ""
             notes.append(f"stability: fixed point at distance {st['distance']:.3g} from the last record; "
-                         f"leading eigenvalue {st['max_real']:.4g} ± {st['max_imag']:.4g}i -> "
-                         f"{'stable' if st['stable'] else 'unstable'}")
+                         f"{lead}{neutral} -> {'stable' if st['stable'] else 'unstable'}")
     rec = doc.get("recurrence")
     if not doc["results"] and rec is None:
         notes.append("recurrence: none found")

@@ -10,30 +10,35 @@ complex eigenvalues crosses the imaginary axis, a Hopf bifurcation, and (w, θ)
 oscillates).
 
 :func:`run_stability` finds the zero of ``F`` where the run ends up: SciPy's ``root``
-is started from the last record and from the mean of the last half of the records,
-and of the zeros found the one nearest that mean is kept. The mean rather than the
+is started from the last record, from the mean of the last half of the records and
+from a few records spread over that half, and of the zeros found the one nearest that
+mean is kept. The mean rather than the
 last record: a converged run sits at its fixed point either way (and the mean averages
 out the noise of random inputs), but on a limit cycle the last record may lie closer
 to another zero of the drift (BCM's silent state w = 0, θ = 0) than to the unstable
 fixed point the cycle winds around, which is where the mean lies. Then the Jacobian
-there, by central finite differences, and its eigenvalues.
-:func:`run_stability` does this for an opened run whose drift is known: rate rules
+there, by central finite differences, and its eigenvalues. This needs a run whose
+drift is known: rate rules
 with logged input statistics (the rule's expected drift, with every logged state
 variable) and ``kind = "dynamics"`` runs (the system's drift). Spiking rules and bare
 trajectories get ``None``.
 
 The result (the ``"stability"`` entry of ``plasticity analyze --json``)::
 
-    {"fixed_point": [...] or None, "max_real": float, "max_imag": float,
+    {"fixed_point": [...] or None, "max_real": float or None, "max_imag": float or None,
      "stable": bool, "neutral": int, "residual": float, "distance": float,
      "eigenvalues": [[re, im], ...], "labels": [...]}
 
-``max_real`` is the largest real part of the eigenvalues, ``max_imag`` the imaginary
-part (≥ 0) of that leading eigenvalue (non-zero: the state spirals in or out).
-``distance`` is measured from the last record. ``stable`` means no eigenvalue has a
-real part above ``NEUTRAL_RTOL`` times the largest modulus; eigenvalues within that band are counted as ``neutral``: a rectified
-neuron's weight from an input that never drives it is such a direction (the drift is
-flat there), and it neither grows nor decays.
+``max_real`` is the largest real part of the eigenvalues that are not neutral,
+``max_imag`` the imaginary part (≥ 0) of that leading eigenvalue (non-zero: the state
+spirals in or out). An eigenvalue is **neutral** when its real part is within
+``NEUTRAL_RTOL`` times the largest modulus of zero: a rectified neuron's weight from an
+input that never drives it is such a direction (the drift is flat there: it neither
+grows nor decays), and the central differences that straddle the rectifier's kink
+leave an error of the order of their step there, hence the loose tolerance. ``stable``
+means no eigenvalue has a real part above that band (the neutral ones are counted in
+``neutral``; ``max_real`` is ``None`` when every eigenvalue is neutral). ``distance``
+is measured from the last record.
 """
 
 import numpy as np
@@ -41,9 +46,11 @@ import numpy as np
 __all__ = ["linear_stability", "run_stability", "NEUTRAL_RTOL", "STABILITY_MAX_N"]
 
 #: eigenvalues with |Re λ| ≤ NEUTRAL_RTOL · max|λ| count as neutral (not unstable)
-NEUTRAL_RTOL = 1e-6
+NEUTRAL_RTOL = 1e-4
 #: states with more components than this are not analysed (dense Jacobian, root finding)
 STABILITY_MAX_N = 400
+#: records of the last half of a run used as extra starting points of the root search
+TAIL_STARTS = 8
 #: a root is accepted when |F(z*)|_∞ ≤ ROOT_RTOL · (1 + |J|_∞ · |z*|_∞)
 ROOT_RTOL = 1e-8
 
@@ -108,15 +115,16 @@ def linear_stability(drift, last, starts=(), labels=None, reference=None):
         return _no_fixed_point("no fixed point of the drift found from the last records")
     _, z, J, residual = min(found, key=lambda item: item[0])
     eig = np.linalg.eigvals(J)
-    lead = int(np.argmax(eig.real))
     band = NEUTRAL_RTOL * max(float(np.max(np.abs(eig))), np.finfo(float).tiny)
+    neutral = np.abs(eig.real) <= band
+    lead = int(np.argmax(np.where(neutral, -np.inf, eig.real))) if not neutral.all() else None
     order = np.argsort(-eig.real)
     out = {
         "fixed_point": [float(v) for v in z],
-        "max_real": float(eig.real[lead]),
-        "max_imag": float(abs(eig.imag[lead])),
-        "stable": bool(eig.real[lead] <= band),
-        "neutral": int(np.sum(np.abs(eig.real) <= band)),
+        "max_real": None if lead is None else float(eig.real[lead]),
+        "max_imag": None if lead is None else float(abs(eig.imag[lead])),
+        "stable": bool(np.all(eig.real <= band)),
+        "neutral": int(np.sum(neutral)),
         "residual": residual,
         "distance": float(np.linalg.norm(z - last)),
         "eigenvalues": [[float(eig.real[i]), float(eig.imag[i])] for i in order],
@@ -151,9 +159,9 @@ def _joint_drift(run):
 
 def run_stability(run):
     """:func:`linear_stability` of an opened run's joint expected drift, started from
-    the last record and from the mean of the last half of the records, keeping the
-    zero nearest that mean; ``None`` when the run's drift is not known (spiking rules,
-    bare trajectories)."""
+    the last record, from the mean of the last half of the records and from
+    ``TAIL_STARTS`` records spread over that half, keeping the zero nearest the mean;
+    ``None`` when the run's drift is not known (spiking rules, bare trajectories)."""
     drift, labels = _joint_drift(run)
     if drift is None:
         return None
@@ -164,5 +172,8 @@ def run_stability(run):
     if first.size > STABILITY_MAX_N:
         return _no_fixed_point(f"state of {first.size} components: more than "
                               f"{STABILITY_MAX_N}, not analysed")
-    centre = run.read(T // 2, T).mean(axis=0)
-    return linear_stability(drift, first, starts=[centre], labels=labels, reference=centre)
+    tail = run.read(T // 2, T)
+    centre = tail.mean(axis=0)
+    picks = np.unique(np.linspace(0, len(tail) - 1, TAIL_STARTS).astype(int))
+    return linear_stability(drift, first, starts=[centre, *tail[picks]], labels=labels,
+                            reference=centre)
