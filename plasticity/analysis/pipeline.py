@@ -365,8 +365,9 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
     window_losses : bool
         For dynamics runs, search the smallest window loss where a loss is not descended.
     stability : bool
-        Linear stability of the joint expected drift at the fixed point nearest the
-        last record (:mod:`.stability`; ``None`` where the drift is not known).
+        Linear stability of the joint expected drift (weights and plastic state) at
+        the fixed point the run ends up at (:mod:`.stability`; ``None`` where the drift
+        is not known).
 
     Returns
     -------
