@@ -132,13 +132,14 @@ def run_sweep(sweep, out="results", workers=None, scheduler=None, resume=False, 
                 client = Client(cluster)
             if any(getattr(p.experiment, "kind", None) != "dynamics" for p in todo):
                 client.register_plugin(brian2_plugin())
-            futures = {client.submit(run_point, task, key=f"plasticity-sweep-{identity}-{token}",
+            futures = {client.submit(run_point, task,
                                      pure=False): identity for identity, task in tasks.items()}
             pending = set(futures.values())
             try:
-                for future in as_completed(futures):
-                    identity = futures[future]
+                for future in as_completed(list(futures)):
+                    identity = futures.pop(future)
                     table.append(_rows_of(future, tasks[identity]), values[identity])
+                    future.release()    # the worker can forget the result now
                     pending.discard(identity)
                     bar.update(1)
             except KeyboardInterrupt:
