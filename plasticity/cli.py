@@ -60,6 +60,19 @@ def _parser():
     p.add_argument("run")
     p.add_argument("--loss", action="append", default=None, metavar="NAME|FILE.py:FUNC",
                    help="certify against this loss first (repeatable; as for analyze)")
+
+    p = sub.add_parser("sweep", help="run and analyse a parameter/seed sweep on Dask; "
+                                     "print the table's path last")
+    p.add_argument("sweep", help="sweep TOML file (see docs/studies.md)")
+    p.add_argument("--out", metavar="DIR", default="results",
+                   help="the table and runs go to DIR/<name>/ (default results/)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local worker processes (default: the cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="use the Dask cluster at ADDRESS (tcp://HOST:PORT) instead of local workers")
+    p.add_argument("--resume", action="store_true",
+                   help="run only the points without a complete or diverged row in the table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -147,8 +160,23 @@ def _cmd_report(args):
     return 0
 
 
+def _cmd_sweep(args):
+    from .sweep import load_sweep, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise BadInput(f"--workers {args.workers}: must be at least 1")
+    if args.scheduler is not None and args.workers is not None:
+        raise BadInput("--workers sets the local cluster's size: not with --scheduler")
+    _check_out_dir(args.out, "--out ")
+    sweep = load_sweep(args.sweep)
+    table, code = run_sweep(sweep, out=args.out, workers=args.workers, scheduler=args.scheduler,
+                            resume=args.resume, quiet=args.quiet)
+    print(table)
+    return code
+
+
 COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "rules": _cmd_rules,
-            "analyze": _cmd_analyze, "report": _cmd_report}
+            "analyze": _cmd_analyze, "report": _cmd_report, "sweep": _cmd_sweep}
 
 
 def main(argv=None):

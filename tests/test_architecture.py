@@ -25,8 +25,9 @@ ALLOWED = {
     "config": {"rules", "systems", "inputs", "units", "errors"},
     "sim": {"config", "io", "systems", "rules", "inputs", "units", "errors"},
     "analysis": {"io", "systems", "rules", "inputs", "units", "errors"},
-    "cli": {"config", "sim", "analysis", "rules", "errors"},
-    "runner": {"sim"},           # the old import path of ``run``, kept for users
+    "cli": {"config", "sim", "analysis", "sweep", "rules", "errors"},
+    "runner": {"sim"},
+    "sweep": {"config", "sim", "analysis", "io", "errors"},           # the old import path of ``run``, kept for users
     "__init__": set(),
 }
 #: imports that run back up the layers, each with the reason it is there

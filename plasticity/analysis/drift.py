@@ -15,6 +15,8 @@ Three ways to get it, named as in the JSON document of ``plasticity analyze --js
 
 import numpy as np
 
+from ..errors import BadInput
+
 __all__ = ["expected_drift", "window_drift", "choose_window", "slaved_state",
            "SEPARATION"]
 
@@ -120,3 +122,13 @@ def choose_window(time, weights, snr=3.0, max_fraction=0.1):
         if np.median(ratio) >= snr or 2 * h > cap:
             return h
         h *= 2
+
+
+def dynamics_system(run):
+    """The :class:`plasticity.systems.System` of a dynamics run (from its ``/config``)."""
+    from ..systems import system_from_section
+
+    try:
+        return system_from_section(run.config["dynamics"], run.config.get("seed", 0))
+    except Exception as error:   # ConfigError and anything a damaged config raises
+        raise BadInput(f"{run.path}: dynamics /config unusable ({str(error).splitlines()[0]})") from None

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .certificate import Certifier
-from .drift import choose_window, expected_drift, slaved_state, window_drift
+from .drift import choose_window, dynamics_system, expected_drift, slaved_state, window_drift
 from .meanfield import run_weight_time_scale
 from .fitting import fit_loss_combination
 from .grounding import BASIS_TEXT, ConsistencyPass, SamplePathPass, attach_sample_path
@@ -98,16 +98,6 @@ def _window_for(run, window):
     # copies: a strided view would keep each whole chunk alive (memory ∝ records)
     parts = [run.weights(a, b)[:, ::step].copy() for a, b in run.chunks()]
     return choose_window(run.time, np.concatenate(parts))
-
-
-def dynamics_system(run):
-    """The :class:`plasticity.systems.System` of a dynamics run (from its ``/config``)."""
-    from ..systems import system_from_section
-
-    try:
-        return system_from_section(run.config["dynamics"], run.config.get("seed", 0))
-    except Exception as error:   # ConfigError and anything a damaged config raises
-        raise BadInput(f"{run.path}: dynamics /config unusable ({str(error).splitlines()[0]})") from None
 
 
 def _system_losses(run, system, names=None):
@@ -410,7 +400,7 @@ def _recurrence(run, system):
 
 
 def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, combine=True,
-                 recurrence=True, window_losses=True, discover=True):
+                 recurrence=True, window_losses=True, discover=True, stability=True):
     """Certify a run file; the JSON document of ``analyze --json`` as a dict.
 
     Parameters
@@ -434,6 +424,10 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         When no loss is given and the file names none, search the families of
         :mod:`~plasticity.analysis.discovery` (document entry ``discovery``; each loss
         found is certified as ``discovered:<family>``).
+    stability : bool
+        Linear stability of the joint expected drift (weights and plastic state) at
+        the fixed point the run ends up at (:mod:`.stability`; ``None`` where the drift
+        is not known).
 
     Returns
     -------
@@ -510,6 +504,9 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
         }
         if section is not None:
             doc["discovery"] = section
+        if stability:
+            from .stability import run_stability
+            doc["stability"] = run_stability(run)
         if rec is not None:
             doc["verdict"] = "no-loss-exists"
         if rec_note:
@@ -659,6 +656,16 @@ def format_table(doc):
     if doc.get("note"):
         notes.append(doc["note"])
     notes.extend(_discovery_lines(doc.get("discovery")))
+    st = doc.get("stability")
+    if st is not None:
+        if st["fixed_point"] is None:
+            notes.append(f"stability: {st.get('message', 'no fixed point found')}")
+        else:
+            lead = ("every eigenvalue neutral" if st["max_real"] is None else
+                    f"leading eigenvalue {st['max_real']:.4g} ± {st['max_imag']:.4g}i")
+            neutral = f", {st['neutral']} neutral" if st.get("neutral") else ""
+            notes.append(f"stability: fixed point at distance {st['distance']:.3g} from the last record; "
+                         f"{lead}{neutral} -> {'stable' if st['stable'] else 'unstable'}")
     rec = doc.get("recurrence")
     if rec is None and (not doc["results"] or doc.get("discovery")):
         notes.append("recurrence: none found")
