@@ -270,6 +270,7 @@ def test_ensemble_over_seeds(tmp_path, cli):
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["seeds"] == 8
+    assert doc["consistency"]["consistent"] and len(doc["consistency"]["per_seed_p"]) == 8
     by = {r["loss"]: r for r in doc["results"]}
     r = by["rayleigh"]
     assert r["basis"] == "ensemble" and r["drift"] == "ensemble"

@@ -148,6 +148,27 @@ def _certificate(time, W, h, losses, with_tests=False):
     return out, f, mean, tests
 
 
+def _consistency(runs):
+    """The consistency test of each run (rate rules with input statistics), combined over
+    the N runs with Bonferroni's correction: ``p_value = min(1, N · min_s p_s)``."""
+    from .grounding import ConsistencyPass
+    from .pipeline import certify_run
+
+    results = []
+    for run in runs:
+        if run.rule is None or not run.has_stats:
+            return None
+        test = ConsistencyPass(run)
+        certify_run(run, [], "expected", passes=[test])
+        results.append(test.result())
+    if any(r is None for r in results):
+        return None
+    p = min(1.0, len(results) * min(r["p_value"] for r in results))
+    return {"p_value": p, "consistent": bool(p >= 0.01), "per_seed_p": [r["p_value"] for r in results],
+            "drift_ratio": [r["drift_ratio"] for r in results], "window": results[0]["window"],
+            "method": "the test of each run (see plasticity analyze RUN), Bonferroni over the runs"}
+
+
 def _median_or_nan(x):
     x = np.asarray(x, float)
     return float(np.median(x)) if x.size else float("nan")
@@ -179,6 +200,7 @@ def analyze_ensemble(paths, loss_specs=None, window=None, bootstrap=BOOTSTRAP, s
         if not losses:
             raise BadInput(f"{first.path}: rule {first.rule_name!r} has no known loss; pass --loss")
         W = np.stack([run.weights(0, run.n_records) for run in runs])
+        consistency = _consistency(runs)
         time = np.asarray(first.time, float)
         seeds = [run.config.get("seed") for run in runs]
         rule, model, status = first.rule_name, first.model, [run.status for run in runs]
@@ -237,5 +259,5 @@ def analyze_ensemble(paths, loss_specs=None, window=None, bootstrap=BOOTSTRAP, s
         results.append(cert.summary())
     return {"runs": paths, "run": paths[0], "rule": rule, "model": model, "status": status[0],
             "statuses": status, "seeds": N, "seed_values": seeds, "records": T, "weights": S,
-            "spread": float(np.median(spread)), "recurrence": None, "consistency": None,
+            "spread": float(np.median(spread)), "recurrence": None, "consistency": consistency,
             "results": results}

@@ -589,11 +589,17 @@ def format_table(doc):
     notes = []
     cons = doc.get("consistency")
     if cons is not None:
-        ratio = "" if cons.get("drift_ratio") is None else f", drift ratio {cons['drift_ratio']:.3g}"
+        if "per_seed_p" in cons:
+            detail = (f"Bonferroni over {len(cons['per_seed_p'])} runs, per run p = "
+                      + ", ".join(f"{p:.2g}" for p in cons["per_seed_p"]))
+            ratio = ""
+        else:
+            ratio = "" if cons.get("drift_ratio") is None else f", drift ratio {cons['drift_ratio']:.3g}"
+            detail = (f"Fisher X = {cons['statistic']:.3g} on {cons['dof']} dof over {cons['batches']} "
+                      f"batches of {cons['window']} records, drift z = {cons['drift_z']:.3g}")
         notes.append(f"consistency of the increments with the rule's expected drift: "
                      f"{'consistent' if cons['consistent'] else 'NOT consistent'} (p = {cons['p_value']:.3g}: "
-                     f"Fisher X = {cons['statistic']:.3g} on {cons['dof']} dof over {cons['batches']} "
-                     f"batches of {cons['window']} records, drift z = {cons['drift_z']:.3g}{ratio})")
+                     f"{detail}{ratio})")
     for r in doc["results"]:
         sp = r.get("sample_path")
         if sp is not None and sp.get("windows"):
