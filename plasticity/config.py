@@ -8,6 +8,7 @@ The keys are documented in the README and in ``experiments/*.toml``.
 """
 
 import math
+import difflib
 import os
 import re
 import tomllib
@@ -478,7 +479,13 @@ def load_config(path, overrides=(), seed=None):
 
 def _describe(error):
     """One line from a pydantic ValidationError of an :class:`Experiment`."""
-    return describe_error(error.errors()[0], Experiment)
+    errors = error.errors()
+    # a misspelt section is both missing and unknown: name the misspelling first
+    for e in errors:
+        loc = [str(part) for part in e["loc"]]
+        if e["type"] == "extra_forbidden" and difflib.get_close_matches(loc[-1], _fields_at(loc[:-1], Experiment), n=1):
+            return describe_error(e, Experiment)
+    return describe_error(errors[0], Experiment)
 
 
 def describe_error(first, model):
@@ -491,6 +498,11 @@ def describe_error(first, model):
     if kind == "extra_forbidden":
         allowed = _fields_at(loc[:-1], model)
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        if close:
+            # a misspelt table or key: name it and the one that was probably meant
+            what = "section" if isinstance(first.get("input"), dict) else "key"
+            return f"unknown {what} '{key}', did you mean '{'.'.join([*loc[:-1], close[0]])}'?{hint}"
         return f"{key}: unknown key{hint}"
     if kind == "missing":
         return f"{key}: missing required key"

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import BadInput
 from . import html as H
 from .figures import _plt, _legend
-from .run_page import VERDICT_HEADERS, ensure_analysis, verdict_rows
+from .run_page import ensure_analysis, verdict_rows, verdict_table
 
 __all__ = ["write_compare_report"]
 
@@ -53,7 +53,7 @@ def write_compare_report(paths, out=None):
             rows.append([H.Raw(f'<a href="{H.esc(href)}">{H.esc(label)}</a>'), *row])
     body.append("<h2>Verdicts</h2>")
     if rows:
-        body.append(H.table(["run", *VERDICT_HEADERS], rows, numeric=(4, 5, 6, 7, 8, 9)))
+        body.append(verdict_table(rows, lead=("run",)))
     else:
         body.append("<p>No run has a certified loss.</p>")
     if problems:

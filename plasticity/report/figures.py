@@ -51,9 +51,22 @@ def _new(data, what, ncols=1, nrows=1, width=8.0, height=3.4, **kw):
 
 
 def _legend(ax, **kw):
+    """A legend only where several lines are drawn; beside the axes when it is long
+    (so it never hides the data)."""
     handles, labels = ax.get_legend_handles_labels()
-    if len(labels) > 1:
+    if len(labels) > 4 and "loc" not in kw:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kw)
+    elif len(labels) > 1:
         ax.legend(fontsize=8, **kw)
+
+
+def _plain_log_ticks(ax):
+    """Log-scale y ticks written as plain numbers (2, 3, 10) rather than 2×10⁰."""
+    from matplotlib.ticker import FuncFormatter
+
+    formatter = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(formatter)
+    ax.yaxis.set_minor_formatter(formatter)
 
 
 def _weight_matrix(data):
@@ -101,7 +114,7 @@ def weights_over_time(data):
         ax.axhline(bound, color="k", ls=":", lw=0.8, label=f"w_max = {bound:g}")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("state component" if dynamics else "weight w (dimensionless)")
-    _legend(ax, loc="best")
+    _legend(ax)
     if data.finite_records < len(t):
         caption += f" The weights stop being finite at t = {t[data.finite_records]:.4g} s."
     return Figure("weights", what.capitalize(), caption, fig)
@@ -248,7 +261,7 @@ def bcm_selectivity(data):
         ax1.set_xlabel("time (s)")
         ax1.set_ylabel("response y (dimensionless)")
         ax1.set_title("response to each pattern", fontsize=10)
-        _legend(ax1, loc="best")
+        _legend(ax1)
         second = Y[:, j, :] ** 2 @ p
         ax2.plot(t, second, lw=1, color="C1", label="E[y²] over the patterns")
         if theta is not None:
@@ -299,7 +312,9 @@ def raster(data):
             ax.plot(ts[sel], row_of[idx[sel]], "|", ms=3, color="k", mew=0.6)
             ax.set_xlim(a, b)
             ax.set_ylim(-1, max(chosen.size, 1))
-            ax.set_ylabel(f"{population}\n(neuron)")
+            ax.set_ylabel(f"{population[:-1] if population.endswith('s') else population} index")
+            if r == 0:
+                ax.set_title(("start" if c == 0 else "end") + f": {a:.3g}–{b:.3g} s", fontsize=10)
             if r == len(populations) - 1:
                 ax.set_xlabel("time (s)")
         if n > RASTER_NEURONS:
@@ -444,6 +459,8 @@ def analysis_panels(data):
         kappa = np.where(np.isfinite(kappa) & (kappa > 0), kappa, np.nan)
         if np.any(np.isfinite(kappa)):
             ax_kappa.semilogy(t, kappa, lw=0.8, color="C2")
+            if np.nanmax(kappa) / np.nanmin(kappa) < 100:
+                _plain_log_ticks(ax_kappa)
         else:
             ax_kappa.text(0.5, 0.5, "no descending record", ha="center", va="center",
                           transform=ax_kappa.transAxes, fontsize=9)

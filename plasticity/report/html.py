@@ -69,6 +69,13 @@ def table(headers, rows, numeric=()):
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def kv_table(rows):
+    """A two-column table of ``(label, value)`` rows, no header."""
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{v.html if isinstance(v, Raw) else esc(v)}</td></tr>"
+                   for k, v in rows)
+    return f"<table><tbody>{body}</tbody></table>"
+
+
 class Raw:
     """HTML that :func:`table` inserts as it is."""
 

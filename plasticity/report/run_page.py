@@ -48,7 +48,7 @@ def _num(x, spec=".3g"):
 
 def verdict_rows(doc):
     """Rows of the verdict table from the analyze document (the numbers of
-    ``plasticity analyze --json``)."""
+    ``plasticity analyze --json``), with the basis column (second) always present."""
     rows = []
     for r in (doc or {}).get("results", []):
         psi, kappa = r.get("psi_deg") or {}, r.get("kappa_min") or {}
@@ -69,6 +69,19 @@ VERDICT_HEADERS = ["loss", "basis", "drift", "moving / records", "descent fracti
                    "verdict"]
 
 
+def verdict_table(rows, lead=()):
+    """The verdict table (``id="verdicts"``); ``lead`` headers of columns put before
+    each row's own. The basis column is dropped when no result names one."""
+    headers = list(VERDICT_HEADERS)
+    if all(row[len(lead) + 1] == "–" for row in rows):
+        rows = [row[:len(lead) + 1] + row[len(lead) + 2:] for row in rows]
+        headers.remove("basis")
+    headers = [*lead, *headers]
+    first = headers.index("moving / records")
+    return H.table(headers, rows, numeric=tuple(range(first, first + 6))).replace(
+        "<table>", '<table id="verdicts">', 1)
+
+
 def _facts(data):
     a = data.attrs
     t = data.time
@@ -83,7 +96,7 @@ def _facts(data):
     rows.append(("records", f"{len(t)}, t = {t[0]:.4g} … {t[-1]:.4g} s"
                  + (f", every {np.median(np.diff(t)):.4g} s" if len(t) > 1 else "")))
     rows.append(("weights" if not data.is_dynamics else "state components",
-                 f"{data.n_synapses}" + (f" ({data.n_pre} inputs → {data.n_post} neurons)"
+                 f"{data.n_synapses}" + (f" ({data.n_pre} inputs → {data.n_post} neuron{'s' if data.n_post > 1 else ''})"
                                          if data.kind == "run" and not data.is_dynamics else "")))
     for key, label in (("wall_time", "wall time"), ("build_time", "build time")):
         if isinstance(a.get(key), (int, float)):
@@ -91,7 +104,7 @@ def _facts(data):
     for key in ("created", "finished"):
         if a.get(key):
             rows.append((key, a[key]))
-    return H.table(["", ""], rows)
+    return H.kv_table(rows)
 
 
 def _words(data, doc, analysis_error):
@@ -122,7 +135,7 @@ def _consistency_html(doc):
         return ""
     rows = [(k, _num(v, ".4g") if isinstance(v, float) else str(v)) for k, v in c.items()]
     return ("<h3>Is the simulation the rule? (consistency of the increments with the expected drift)</h3>"
-            f"<p>{H.esc(consistency_sentence(c))}</p>" + H.table(["", ""], rows))
+            f"<p>{H.esc(consistency_sentence(c))}</p>" + H.kv_table(rows))
 
 
 def _recurrence_html(doc):
@@ -132,7 +145,7 @@ def _recurrence_html(doc):
     rows = [(k, _num(v, ".4g") if isinstance(v, (int, float)) else str(v)) for k, v in rec.items()]
     return ("<h3>Recurrence</h3><p>The state returns close to where it was after a long path: "
             "no loss can decrease along such a trajectory (verdict no-loss-exists).</p>"
-            + H.table(["", ""], rows))
+            + H.kv_table(rows))
 
 
 def _versions(data):
@@ -179,7 +192,7 @@ def write_run_report(path, fmt="html", losses=None, out=None):
     rows = verdict_rows(doc)
     body.append("<h2>Verdict</h2>")
     if rows:
-        body.append(H.table(VERDICT_HEADERS, rows, numeric=(3, 4, 5, 6, 7, 8)))
+        body.append(verdict_table(rows))
         body.append(_explanations(doc))
         body.append('<p class="small">descent fraction: share of the moving records where the drift '
                     "goes downhill; ψ: angle between the drift and steepest descent; κ_min: condition "

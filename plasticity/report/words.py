@@ -66,7 +66,7 @@ def _num(x, spec=".3g"):
 def result_sentence(result, rule=None):
     """One sentence on one certified loss, e.g. "oja's drift descends rayleigh at every
     moving record, with a state-dependent metric; κ_min median 1.02"."""
-    who = f"{rule}'s drift" if rule else "the drift"
+    who = f"the {rule} drift" if rule else "the drift"
     loss = result.get("loss", "the loss")
     verdict = result.get("verdict")
     frac = result.get("descent_fraction")
@@ -75,7 +75,7 @@ def result_sentence(result, rule=None):
     basis = result.get("basis")
     where = f" ({BASIS_MEANING[basis]})" if basis in BASIS_MEANING else ""
     if verdict == "fixed-point":
-        return f"{who} does not move against {loss}: a fixed point{where}."
+        return f"{who.capitalize()} does not move against {loss}: a fixed point{where}."
     if verdict == "no-loss-exists":
         inner = result.get("descent_verdict")
         rec = result.get("recurrence") or {}
@@ -88,10 +88,10 @@ def result_sentence(result, rule=None):
         how = {"gradient": "as plain gradient descent (one scalar learning rate)",
                "natural-gradient-constant": "with one constant metric",
                "natural-gradient": "with a state-dependent metric"}.get(verdict, "")
-        return (f"{who} descends {loss} at every moving record{where}, {how}; "
+        return (f"{who.capitalize()} descends {loss} at every moving record{where}, {how}; "
                 f"κ_min median {_num(kappa)}, ψ median {_num(psi)}°.")
     if frac is not None:
-        return (f"{who} descends {loss} at {100 * frac:.1f}% of the moving records only{where}: "
+        return (f"{who.capitalize()} descends {loss} at {100 * frac:.1f}% of the moving records only{where}: "
                 f"not descent (ψ median {_num(psi)}°).")
     return f"{loss}: {verdict}."
 
