@@ -65,6 +65,7 @@ class RunData:
     spikes_truncated: dict = field(default_factory=dict)
     analysis_doc: dict | None = None            # the analyze JSON document stored in the file
     analysis: dict = field(default_factory=dict)  # loss -> {array name: ndarray, "attrs": {...}}
+    loss_descriptions: dict = field(default_factory=dict)  # the rule's candidate losses in formulas
 
     @property
     def title_tag(self):
@@ -109,6 +110,14 @@ def load_run_data(path):
         data.n_synapses, data.n_pre, data.n_post = run.n_synapses, run.n_pre, run.n_post
         data.pre, data.post = run.pre, run.post
         _read_weights(run, data)
+        if run.rule is not None and run.rule.losses:
+            from ..analysis import rule_losses
+
+            try:
+                losses = rule_losses(run.rule_name, run.stats, run.layout(with_state=False), run.params)
+                data.loss_descriptions = {loss.name: loss.description for loss in losses}
+            except Exception:   # noqa: BLE001 - a description is a nicety, never a reason to fail
+                pass
         for name in getattr(run, "_state", {}):
             data.state[name] = np.asarray(run._state[name][:run.n_records], float)
         rates = getattr(run, "_rates", None)

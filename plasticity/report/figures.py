@@ -98,6 +98,8 @@ def weights_over_time(data):
         for k in range(S):
             ax.plot(t, data.weights_all[:, k], lw=1, label=_component_name(data, k))
         caption = f"Every {'component' if dynamics else 'synapse'} ({S})."
+        if data.kind == "run" and not dynamics and data.n_post > 1:
+            caption += " w[j←i]: the synapse from input i onto neuron j."
     else:
         s = data.summary
         ax.fill_between(t, s["p05"], s["p95"], color="C0", alpha=0.18, lw=0, label="5–95th percentile")
@@ -110,7 +112,9 @@ def weights_over_time(data):
         caption = (f"{S} {'components' if dynamics else 'synapses'}: the mean and percentile bands "
                    f"over all of them at each record, and {data.sample.shape[1]} drawn at random.")
     bound = (data.params or {}).get("w_max")
-    if bound is not None and not dynamics:
+    top = np.nanmax(data.summary["p95"]) if data.summary else np.nan
+    # the bound is drawn when the weights come near it (else it squeezes them flat)
+    if bound is not None and not dynamics and np.isfinite(top) and top > 0.5 * bound:
         ax.axhline(bound, color="k", ls=":", lw=0.8, label=f"w_max = {bound:g}")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("state component" if dynamics else "weight w (dimensionless)")
@@ -157,8 +161,10 @@ def weight_histogram(data):
             ax.set_title(f"t = {data.time[k]:.3g} s", fontsize=10)
             ax.set_xlabel("weight w")
         axes[0, 0].set_ylabel("synapses")
-        caption = (f"All {S} weights at three records. Additive STDP with hard bounds pushes them "
-                   "towards 0 and w_max (a U-shaped, bimodal histogram).")
+        caption = f"All {S} weights at three records."
+        if data.rule_name == "stdp" and (data.config.get("rule") or {}).get("bounds", "hard") == "hard":
+            caption += (" Additive STDP with hard bounds pushes them towards 0 and w_max: the "
+                        "histogram becomes U-shaped (bimodal) as the run goes on.")
         return Figure("weight_histograms", what.capitalize(), caption, fig)
     what = f"initial and final {noun} histogram"
     fig, axes = _new(data, what)
@@ -282,7 +288,9 @@ def bcm_selectivity(data):
         caption = (f"Final responses: " + ", ".join(f"{v:.3g}" for v in Y[-1, j, :])
                    + f"; the neuron prefers pattern {winner}. Selectivity 1 − E[y]/max y "
                    f"(0: equal responses, 1 − p: responds to one pattern only) ends at "
-                   f"{selectivity[-1]:.3f}. In the fast-threshold regime θ tracks E[y²].")
+                   f"{selectivity[-1]:.3f}. θ relaxes towards E[y²] with time constant τ_θ = "
+                   f"{(data.params or {}).get('tau_theta', float('nan')):.3g} s: it tracks E[y²] when "
+                   "τ_θ is short against the weights' time scale, and lags (and can oscillate) when not.")
         figures.append(Figure(f"bcm{j}", what.capitalize(), caption, fig))
     return figures
 
@@ -333,18 +341,21 @@ def rates(data):
         return None
     t = data.time
     what = "input and output firing rates"
-    fig, axes = _new(data, what, ncols=2, width=10)
-    for ax, R, name in ((axes[0, 0], data.rates_pre, "inputs"), (axes[0, 1], data.rates_post, "outputs")):
+    panels = [(data.rates_pre, "inputs"), (data.rates_post, "outputs")]
+    if (data.rates_pre is not None and data.rates_post is not None
+            and data.rates_pre.shape == data.rates_post.shape
+            and np.array_equal(data.rates_pre, data.rates_post, equal_nan=True)):
+        # a recurrent network: the inputs of the plastic synapses are its own neurons
+        what, panels = "firing rates of the network's neurons", [(data.rates_post, "neurons")]
+    fig, axes = _new(data, what, ncols=len(panels), width=5 * len(panels) + 0.5)
+    for ax, (R, name) in zip(axes[0], panels):
         if R is None or R.shape[1] == 0:
             ax.set_visible(False)
             continue
         if R.shape[1] <= MAX_LINES:
             for j in range(R.shape[1]):
-                ax.plot(t, R[:, j], lw=1, label=f"{name[:-1]} {j}")
-            if R.shape[1] > 5:
-                ax.legend(fontsize=7, ncol=2)
-            else:
-                _legend(ax)
+                ax.plot(t, R[:, j], lw=1, label=f"{'input' if name == 'inputs' else 'neuron'} {j}")
+            _legend(ax)
         else:
             with np.errstate(all="ignore"):
                 import warnings
@@ -538,17 +549,21 @@ def phase_portrait(data):
     doc = data.analysis_doc or {}
     rec = doc.get("recurrence")
     small = data.weights_all is not None and data.n_synapses <= 4
-    if not small or not (rec or data.is_dynamics):
+    if not small or not (rec or data.is_dynamics or "theta" in data.state):
         return None
     W = data.weights_all
     t = data.time
-    x, xl = W[:, 0], _component_name(data, 0)
+    columns = [(W[:, k], _component_name(data, k)) for k in range(W.shape[1])]
     if "theta" in data.state:
-        y, yl = data.state["theta"][:, 0], "θ"
-    elif W.shape[1] > 1:
-        y, yl = W[:, 1], _component_name(data, 1)
-    else:
+        columns.append((data.state["theta"][:, 0], "θ"))
+    if len(columns) < 2:
         return None
+    # the plane of the two components that move most over the second half (where a
+    # limit cycle or a return shows), in their original order
+    late = len(t) // 2
+    spread = [np.nanstd(c[late:]) for c, _ in columns]
+    first, second = sorted(np.argsort(spread)[-2:])
+    (x, xl), (y, yl) = columns[first], columns[second]
     what = "trajectory in the state plane"
     fig, axes = _new(data, what, width=6, height=4.2)
     ax = axes[0, 0]

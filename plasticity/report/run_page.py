@@ -115,6 +115,12 @@ def _words(data, doc, analysis_error):
         items.append(f"Not certified: {analysis_error}.")
     for r in (doc or {}).get("results", []):
         items.append(result_sentence(r, data.rule_name))
+    described = {name: text for name, text in data.loss_descriptions.items()
+                 if text and any(r.get("loss") == name for r in (doc or {}).get("results", []))}
+    if described:
+        items.append("The losses: " + "; ".join(f"{k} = {v}" for k, v in described.items())
+                     + ("; combined = the best non-negative combination of them"
+                        if any(r.get("loss") == "combined" for r in doc["results"]) else "") + ".")
     if doc and doc.get("note"):
         items.append(doc["note"] + ".")
     rec = (doc or {}).get("recurrence")

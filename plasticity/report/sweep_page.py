@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import BadInput
 from . import html as H
-from .figures import _plt
+from .figures import _plain_log_ticks, _plt
 
 __all__ = ["write_sweep_report", "read_sweep_table", "KNOWN_COLUMNS"]
 
@@ -164,7 +164,7 @@ def _curves(rows, keys, loss, name):
             if not numeric:
                 ax.set_xticks(x, xs)
             drew = True
-        ax.set_xlabel(keys[0] + (" (SI units)" if _numeric_axis(_values(rows, keys[0]))[1] else ""))
+        ax.set_xlabel(_axis_label(rows, keys[0]))
         ax.set_ylabel(label)
         if len(ax.get_legend_handles_labels()[1]) > 1:
             ax.legend(fontsize=8)
@@ -172,7 +172,25 @@ def _curves(rows, keys, loss, name):
     if np.all([np.nanmin(s[1]) > 0 for s in _series(rows, keys, "kappa_min_median").values()
                if np.any(np.isfinite(s[1]))]):
         axes[1].set_yscale("log")
+        _plain_log_ticks(axes[1])
     return fig if drew else None
+
+
+def _axis_label(rows, key):
+    """``key (unit)``: values written with units are drawn in SI (``"50 ms"`` at 0.05 s)."""
+    from ..units import dimension_of, unit_symbol
+
+    for value in _values(rows, key):
+        try:
+            float(value)
+            continue
+        except ValueError:
+            pass
+        try:
+            return f"{key} ({unit_symbol(dimension_of(value))})"
+        except (ValueError, KeyError):
+            return key
+    return key
 
 
 def _zero_crossings(x, y):
@@ -205,7 +223,7 @@ def _stability(rows, keys, name):
                        label=f"zero crossing ≈ {z:.4g}" + (f" ({keys[1]} = {g})" if g is not None else ""))
             crossings.append((g, z))
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xlabel(keys[0])
+    ax.set_xlabel(_axis_label(rows, keys[0]))
     ax.set_ylabel("max Re λ (1/s)")
     if len(ax.get_legend_handles_labels()[1]) > 1:
         ax.legend(fontsize=8)
@@ -265,7 +283,9 @@ def write_sweep_report(directory, run_pages=True):
         per_run = list({(r.get("run"), r.get("file")): r for r in rows}.values())
         fig, crossings = _stability(per_run, keys, name)
         if fig is not None:
-            text = ("; ".join(f"≈ {z:.4g}" + (f" at {keys[1]} = {g}" if g is not None else "") for g, z in crossings)
+            label = _axis_label(per_run, keys[0])
+            unit = f" {label[label.rindex('(') + 1:-1]}" if label.endswith(")") else ""
+            text = ("; ".join(f"≈ {z:.4g}{unit}" + (f" at {keys[1]} = {g}" if g is not None else "") for g, z in crossings)
                     if crossings else "none between the swept values")
             body.append("<h2>Linear stability</h2>" + H.figure_html(
                 f"stability_max_real against {keys[0]}",
