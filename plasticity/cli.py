@@ -252,9 +252,13 @@ def _cmd_analyze(args):
     if args.json:
         print(json.dumps(document, indent=1))
     else:
-        print(format_table(document))
+        lines = format_table(document).split("\n")
         if document.get("results"):
-            print(legend_line())
+            # the legend goes right under the table's rows (before the notes)
+            header = next((i for i, line in enumerate(lines) if line.startswith("loss ")), len(lines))
+            end = next((i for i in range(header, len(lines)) if not lines[i].strip()), len(lines))
+            lines.insert(end, legend_line())
+        print("\n".join(lines))
         if args.explain:
             print()
             print(explain_text())

@@ -369,3 +369,54 @@ def test_pages_render_in_chromium(tmp_path, capsys):
         shot, console = render(page, tmp_path, name)
         assert console == [], console
         assert not_blank(shot) > 0.05, f"{name} page renders (nearly) blank"
+
+
+# -- results of the statistics layer, when a file has them --------------------------------
+
+def test_page_shows_consistency_bases_and_sample_path_windows(tmp_path, capsys):
+    """Fields other analyses may store (the consistency test, the basis of each result,
+    per-window sample-path arrays) are rendered when present."""
+    import h5py
+
+    run = tiny_run(tmp_path, capsys)
+    document = analyze_json(capsys, run)
+    document["consistency"] = {"statistic": 12.5, "dof": 8, "p_value": 0.13, "consistent": True,
+                               "window": 5}
+    for r, basis in zip(document["results"], ("expectation", "sample-path", "ensemble")):
+        r["basis"] = basis
+    with h5py.File(run, "r+") as f:
+        f["analysis"].attrs["document"] = json.dumps(document)
+        g = f["analysis"][document["results"][0]["loss"]]
+        g["sample_path_time"] = np.linspace(0.05, 0.45, 5)
+        g["sample_path_psi_deg"] = np.array([40.0, 42.0, 39.0, 45.0, 41.0])
+    code, out, err = run_cli(capsys, "report", run)
+    assert code == 0, err
+    page = parse_page(last_line(out))
+    check_self_contained(page)
+    text = " ".join(page.text)
+    assert "agree with the rule's expected drift" in text and "p = 0.13" in text
+    header = page.verdict_rows[0]
+    assert "basis" in header
+    bases = [row[header.index("basis")] for row in page.verdict_rows[1:]]
+    assert bases[:3] == ["in expectation", "along the path", "over seeds"]
+    assert "Along the path: windows of the simulated weight changes" in text
+
+
+def test_compile_notice_is_said_once_and_only_when_building(monkeypatch):
+    import io
+
+    from brian2.codegen.runtime.cython_rt.extension_manager import CythonExtensionManager
+
+    from plasticity import compile_notice
+
+    calls = []
+    monkeypatch.setattr(CythonExtensionManager, "_load_module", lambda self, path, *a, **k: calls.append(path))
+    monkeypatch.setattr(compile_notice, "_said", False)
+    stream = io.StringIO()
+    compile_notice.install(stream)
+    CythonExtensionManager._load_module(None, __file__)                # cached: silent
+    assert stream.getvalue() == ""
+    CythonExtensionManager._load_module(None, "/nonexistent/module.so")  # to be built
+    CythonExtensionManager._load_module(None, "/nonexistent/other.so")
+    assert stream.getvalue() == "plasticity: compiling (first run only) …\n"
+    assert calls == [__file__, "/nonexistent/module.so", "/nonexistent/other.so"]

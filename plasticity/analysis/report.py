@@ -1,4 +1,6 @@
-"""Figures of a run (``plasticity report RUN.h5``), written next to the run as PNG.
+"""Four diagnostic figures of a run, written next to the run as PNG (the figures of the
+first ``plasticity report``; the command now writes one HTML page with figures chosen
+from what the run holds, :mod:`plasticity.report`).
 
 - ``<run>_weights.png``: the weights over time (at most 50 synapses drawn);
 - ``<run>_loss.png``: each certified loss over time;

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import BadInput
 from . import html as H
-from .figures import _plt, _legend
+from .figures import _kappa_axis, _legend, _plt
 from .run_page import ensure_analysis, verdict_rows, verdict_table
 
 __all__ = ["write_compare_report"]
@@ -39,6 +39,7 @@ def write_compare_report(paths, out=None):
             problems.append(f"{p}: {error}")
     labels = _labels(datas)
     out = Path(out) if out else Path("compare.html")
+    out = out.resolve() if out.parent.exists() else out
     if out.exists() and out.is_dir():
         out = out / "compare.html"
     if not out.parent.exists():
@@ -48,7 +49,8 @@ def write_compare_report(paths, out=None):
             '<p class="lead">' + H.esc("; ".join(f"{label}: {d.path}" for label, d in zip(labels, datas))) + "</p>"]
     rows = []
     for label, d in zip(labels, datas):
-        href = os.path.relpath(d.path, out.parent)
+        page = d.path.with_suffix(".html")            # the run's own page when it has one
+        href = os.path.relpath(page if page.exists() else d.path, out.parent.resolve())
         for row in verdict_rows(d.analysis_doc):
             rows.append([H.Raw(f'<a href="{H.esc(href)}">{H.esc(label)}</a>'), *row])
     body.append("<h2>Verdicts</h2>")
@@ -66,6 +68,7 @@ def write_compare_report(paths, out=None):
                      fontsize=11)
         for r, name in enumerate(names):
             ax_loss, ax_psi, ax_kappa = axes[r]
+            drawn, kappas = [], []
             for c, (label, d) in enumerate(zip(labels, datas)):
                 a = d.analysis.get(name)
                 if a is None or "psi_deg" not in a:
@@ -80,12 +83,17 @@ def write_compare_report(paths, out=None):
                 kappa = np.where(np.isfinite(kappa) & (kappa > 0), kappa, np.nan)
                 if np.any(np.isfinite(kappa)):
                     ax_kappa.semilogy(t, kappa, lw=0.9, color=colour, label=label)
+                    kappas.append(kappa)
+                drawn.append(label)
             ax_loss.set_ylabel(f"{name}\nloss", fontsize=9)
             ax_psi.axhline(90, color="k", ls="--", lw=0.7)
             ax_psi.set_ylim(0, 180)
             ax_psi.set_ylabel("ψ (degrees)")
             ax_kappa.set_ylabel("κ_min")
-            ax_psi.set_title(name, fontsize=10)
+            if kappas:
+                _kappa_axis(ax_kappa, np.concatenate(kappas))
+            # one run in this row: its name in the title (a legend needs several lines)
+            ax_psi.set_title(name if len(drawn) > 1 else f"{name}: {drawn[0]}", fontsize=10)
             _legend(ax_psi)
             if r == len(names) - 1:
                 for ax in axes[r]:

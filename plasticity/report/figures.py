@@ -60,6 +60,21 @@ def _legend(ax, **kw):
         ax.legend(fontsize=8, **kw)
 
 
+def _kappa_axis(ax, values):
+    """Limits of a log κ_min axis: at least a factor 2.25 wide, so that κ_min = 1 up to
+    rounding is drawn as a flat line at 1, not as magnified noise."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return
+    lo, hi = values.min(), values.max()
+    middle = np.sqrt(lo * hi)
+    lo, hi = min(lo, middle / 1.5), max(hi, middle * 1.5)
+    ax.set_ylim(lo / 1.05, hi * 1.05)
+    if hi / lo < 100:
+        _plain_log_ticks(ax)
+
+
 def _plain_log_ticks(ax):
     """Log-scale y ticks written as plain numbers (2, 3, 10) rather than 2×10⁰."""
     from matplotlib.ticker import FuncFormatter
@@ -470,8 +485,7 @@ def analysis_panels(data):
         kappa = np.where(np.isfinite(kappa) & (kappa > 0), kappa, np.nan)
         if np.any(np.isfinite(kappa)):
             ax_kappa.semilogy(t, kappa, lw=0.8, color="C2")
-            if np.nanmax(kappa) / np.nanmin(kappa) < 100:
-                _plain_log_ticks(ax_kappa)
+            _kappa_axis(ax_kappa, kappa)
         else:
             ax_kappa.text(0.5, 0.5, "no descending record", ha="center", va="center",
                           transform=ax_kappa.transAxes, fontsize=9)

@@ -48,19 +48,27 @@ def legend_line():
 
 def explain_text():
     """``plasticity analyze --explain``: each verdict's meaning, then the columns."""
+    import textwrap
+
+    def entry(label, meaning):
+        return textwrap.fill(meaning, width=90, initial_indent=f"  {label:<26} ",
+                             subsequent_indent=" " * 29)
+
     lines = ["Verdicts (over the moving records):"]
-    for name, meaning in VERDICT_MEANING.items():
-        lines.append(f"  {name:<26} {meaning}")
-    lines.append("")
-    lines.append("Columns:")
-    for name, meaning in COLUMN_MEANING.items():
-        label = {"ψ": "psi_deg", "κ_min": "kappa_min"}.get(name, name)
-        lines.append(f"  {label:<26} {meaning}")
+    lines += [entry(name, meaning) for name, meaning in VERDICT_MEANING.items()]
+    lines += ["", "Columns:"]
+    lines += [entry({"ψ": "psi_deg", "κ_min": "kappa_min"}.get(name, name), meaning)
+              for name, meaning in COLUMN_MEANING.items()]
     return "\n".join(lines)
 
 
 def _num(x, spec=".3g"):
     return "–" if x is None else format(x, spec)
+
+
+def _angle(x):
+    """An angle in degrees for a sentence: ψ of 1e-14° is "< 0.01"."""
+    return "–" if x is None else ("< 0.01" if abs(x) < 0.01 else format(x, ".3g"))
 
 
 def result_sentence(result, rule=None):
@@ -89,10 +97,10 @@ def result_sentence(result, rule=None):
                "natural-gradient-constant": "with one constant metric",
                "natural-gradient": "with a state-dependent metric"}.get(verdict, "")
         return (f"{who.capitalize()} descends {loss} at every moving record{where}, {how}; "
-                f"κ_min median {_num(kappa)}, ψ median {_num(psi)}°.")
+                f"κ_min median {_num(kappa)}, ψ median {_angle(psi)}°.")
     if frac is not None:
         return (f"{who.capitalize()} descends {loss} at {100 * frac:.1f}% of the moving records only{where}: "
-                f"not descent (ψ median {_num(psi)}°).")
+                f"not descent (ψ median {_angle(psi)}°).")
     return f"{loss}: {verdict}."
 
 
