@@ -129,8 +129,8 @@ def _check_experiment_page(run, capsys):
     return page
 
 
-SPIKING_SHORT = {"triplet_bcm": "5 s", "stdp_song2000": "3 s", "stdp_patterns": "3 s",
-                 "ei_network_stdp": "0.5 s"}
+SPIKING_SHORT = {"triplet_bcm": "3 s", "stdp_song2000": "3 s", "stdp_patterns": "2 s",
+                 "ei_network_stdp": "0.3 s"}
 RATE_SHORT = {"oja_pca": "10 s", "hebbian_variance": "10 s", "bcm_selectivity": "10 s",
               "bcm_slow_threshold": "20 s"}
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import BadInput
 from . import html as H
-from .figures import _plain_log_ticks, _plt
+from .figures import _legend, _plain_log_ticks, _plt
 
 __all__ = ["write_sweep_report", "read_sweep_table", "KNOWN_COLUMNS"]
 
@@ -166,8 +166,7 @@ def _curves(rows, keys, loss, name):
             drew = True
         ax.set_xlabel(_axis_label(rows, keys[0]))
         ax.set_ylabel(label)
-        if len(ax.get_legend_handles_labels()[1]) > 1:
-            ax.legend(fontsize=8)
+        _legend(ax)
     axes[0].axhline(90, color="k", ls="--", lw=0.7)
     if np.all([np.nanmin(s[1]) > 0 for s in _series(rows, keys, "kappa_min_median").values()
                if np.any(np.isfinite(s[1]))]):
@@ -225,8 +224,7 @@ def _stability(rows, keys, name):
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel(_axis_label(rows, keys[0]))
     ax.set_ylabel("max Re λ (1/s)")
-    if len(ax.get_legend_handles_labels()[1]) > 1:
-        ax.legend(fontsize=8)
+    _legend(ax)
     return fig, crossings
 
 
