@@ -1,4 +1,4 @@
-"""The ``plasticity`` command: run, validate, rules, analyze, report.
+"""The ``plasticity`` command: run, validate, rules, analyze, report, compare.
 
 Exit codes (README, "Running experiments"): 0 success; 2 bad input (one line naming the key, file or
 value; no traceback; nothing written); 3 the run diverged (log kept); 130 interrupted
@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from .errors import BadInput, PlasticityError, RunStopped
 
@@ -22,30 +23,53 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     parser = _Parser(prog="plasticity", description=(
         "Run plasticity rules as Brian2 simulations, stream the weights to HDF5, and "
-        "certify each rule as (natural) gradient descent."))
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+        "certify each rule as (natural) gradient descent."),
+        epilog="Typical use: plasticity run experiments/oja_pca.toml, then plasticity analyze "
+               "RUN.h5 and plasticity report RUN.h5. 'plasticity COMMAND --help' documents each "
+               "command. Exit codes: 0 done, 2 bad input, 3 diverged, 130 interrupted, 1 other.")
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    set_help = ("override a config value, e.g. --set rule.eta=0.01 or --set "
+                "simulation.duration='\"5 s\"' (TOML value; a bare word is a string; repeatable)")
 
-    p = sub.add_parser("run", help="run an experiment config, print the run file's path last")
+    p = sub.add_parser("run", help="run an experiment config, print the run file's path last",
+                       description="Run an experiment config; the run file's path is the last "
+                                   "line of stdout (also after exit 3 or 130); a one-line summary "
+                                   "(device, records, wall time) goes to stderr.")
     p.add_argument("config", help="experiment TOML file (see experiments/)")
     p.add_argument("--out", metavar="DIR", help="folder of the run file (default results/<name>/)")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a config value, e.g. --set rule.eta=0.01 (repeatable)")
+                   help=set_help)
     p.add_argument("--device", choices=["runtime", "cpp_standalone", "auto"],
                    help="override simulation.device")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar, no summary line, no compile notice")
 
-    p = sub.add_parser("validate", help="check a config; print the resolved config")
-    p.add_argument("config")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    p = sub.add_parser("validate", help="check a config; print the resolved config with units",
+                       description="Check a config without running it and print the resolved "
+                                   "config (defaults filled in, quantities with units) and the "
+                                   "size of the run it describes.")
+    p.add_argument("config", help="experiment TOML file")
+    p.add_argument("--seed", type=int, help="override the config's seed (as in run)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help=set_help)
+    p.add_argument("--toml", action="store_true",
+                   help="print the resolved config as TOML in SI units (what a run file stores)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid")
 
-    sub.add_parser("rules", help="list the rules, their parameters and losses")
+    sub.add_parser("rules", help="list the rules, their parameters and losses",
+                   description="List the built-in rules with their parameters (defaults, units) "
+                               "and the losses the analysis certifies them against.")
 
-    p = sub.add_parser("analyze", help="certify a run as (natural) gradient descent")
-    p.add_argument("run", nargs="+", help="run file (.h5) or a minimal trajectory (.h5/.npz); "
-                   "several run files (one config, different seeds) with --drift ensemble")
+    p = sub.add_parser("analyze", help="certify a run as (natural) gradient descent",
+                       description="Certify a run file (or a minimal trajectory) against losses; "
+                                   "prints a table (or JSON) and stores the results in the file's "
+                                   "/analysis group. Several run files (one config, different "
+                                   "seeds) with --drift ensemble.")
+    p.add_argument("run", nargs="*", help="run file (.h5) or a minimal trajectory (.h5/.npz); "
+                   "several run files with --drift ensemble")
     p.add_argument("--loss", action="append", default=None, metavar="NAME|FILE.py:FUNC",
                    help="loss to certify against (repeatable; default: the rule's candidates)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -55,12 +79,28 @@ def _parser():
                         "seeds of several runs); auto picks given, then expected, then window")
     p.add_argument("--window", type=int, metavar="RECORDS",
                    help="window of the window estimator, in records (default: chosen from the data)")
+    p.add_argument("--explain", action="store_true",
+                   help="print what each verdict and column means (with a run: after its table)")
 
-    p = sub.add_parser("report", help="write figures (PNG) next to a run file")
-    p.add_argument("run")
+    p = sub.add_parser("report", help="write one HTML page of a run (or of a sweep folder)",
+                       description="RUN.h5: write RUN.html beside it (figures embedded, opens "
+                                   "offline). SWEEP_DIR (a folder with sweep.csv): write "
+                                   "SWEEP_DIR/report.html and each run's page. The written path "
+                                   "is the last line of stdout.")
+    p.add_argument("run", metavar="RUN.h5|SWEEP_DIR", help="run file, minimal trajectory, or sweep folder")
+    p.add_argument("--format", choices=["html", "png"], default="html",
+                   help="html (default): one self-contained page; png: the figures as PNG files "
+                        "beside the run, no page")
     p.add_argument("--loss", action="append", default=None, metavar="NAME|FILE.py:FUNC",
-                   help="certify against this loss first (repeatable; as for analyze)")
+                   help="certify against this loss first (needed for a trajectory without a rule; "
+                        "repeatable)")
 
+    p = sub.add_parser("compare", help="one HTML page overlaying several runs",
+                       description="Overlay ψ(t), κ_min(t) and the loss of several runs on one "
+                                   "page, with their verdicts; prints the page's path last.")
+    p.add_argument("runs", nargs="+", metavar="RUN.h5", help="run files")
+    p.add_argument("--out", metavar="FILE.html", default="compare.html",
+                   help="the page to write (default compare.html in the current folder)")
     p = sub.add_parser("sweep", help="run and analyse a parameter/seed sweep on Dask; "
                                      "print the table's path last")
     p.add_argument("sweep", help="sweep TOML file (see docs/studies.md)")
@@ -73,7 +113,7 @@ def _parser():
     p.add_argument("--resume", action="store_true",
                    help="run only the points without a complete or diverged row in the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    return parser
+    return parser, sub
 
 
 def _version():
@@ -86,17 +126,67 @@ def _cmd_run(args):
     from .config import load_config
     from .sim import results_dir, run
 
-    experiment = load_config(args.config, args.overrides, seed=args.seed)
+    experiment = _load(args.config, args.overrides, args.seed)
     if args.device and getattr(experiment, "kind", None) != "dynamics":
-        experiment = load_config(args.config, [*args.overrides, f'simulation.device="{args.device}"'],
-                                 seed=args.seed)
+        experiment = _load(args.config, [*args.overrides, f'simulation.device="{args.device}"'],
+                           args.seed)
     if args.out is not None:
         _check_out_dir(args.out, "--out ")
     else:
         _check_out_dir(results_dir(experiment), "")
+    if not args.quiet:
+        from .sim.compile_notice import install
+
+        install()
+    started = time.monotonic()
     path = run(experiment, out_dir=args.out, progress=not args.quiet)
+    if not args.quiet:
+        print(_run_summary(path, time.monotonic() - started), file=sys.stderr)
     print(path)
     return 0
+
+
+def _run_summary(path, wall):
+    """One line on a finished run: device, records, wall time."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            device = f.attrs.get("device", "?")
+            device = device.decode() if isinstance(device, bytes) else device
+            records = f["time"].shape[0] if "time" in f else "?"
+            status = f.attrs.get("status", "?")
+            status = status.decode() if isinstance(status, bytes) else status
+    except OSError:
+        device, records, status = "?", "?", "?"
+    return f"plasticity: {status}: device {device}, {records} records, wall time {wall:.1f} s"
+
+
+def _load(config, overrides, seed=None):
+    """load_config, with errors caused by a --set value named as --set (not the file)."""
+    from .config import load_config
+    from .errors import ConfigError
+
+    try:
+        return load_config(config, overrides, seed=seed)
+    except ConfigError as error:
+        if not overrides:
+            raise
+        load_config(config, (), seed=seed)          # the file alone: its own errors name it
+        message = str(error)
+        prefix = f"{config}: "
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+        if message.startswith("--set"):
+            raise
+        named = message.split(":", 1)[0]
+        blamed = [text for text in overrides
+                  if named.startswith(text.split("=", 1)[0].strip()) or f"'{text.split('=', 1)[0].strip()}" in message]
+        if not blamed and len(overrides) == 1:
+            blamed = list(overrides)
+        if blamed:
+            raise ConfigError(f"--set {blamed[-1]}: {message}") from None
+        raise ConfigError(f"--set: {message}") from None
 
 
 def _check_out_dir(out, label):
@@ -115,13 +205,44 @@ def _check_out_dir(out, label):
 
 
 def _cmd_validate(args):
-    from .config import load_config
+    import tomllib
 
-    experiment = load_config(args.config, args.overrides)
-    if not args.quiet:
+    from .report.config_text import config_text
+
+    experiment = _load(args.config, args.overrides, args.seed)
+    if args.quiet:
+        return 0
+    if args.toml:
         print(f"# {args.config}: valid; resolved config (SI units):")
         print(experiment.to_toml(), end="")
+        return 0
+    resolved = tomllib.loads(experiment.to_toml())
+    print(f"{args.config}: valid. Resolved config (defaults filled in):")
+    network = getattr(experiment, "network", None)
+    spec = tomllib.loads(network.spec.to_toml()) if network is not None else None
+    print(config_text(resolved, spec))
+    print(_cost_line(resolved))
     return 0
+
+
+def _cost_line(resolved):
+    """What the run will cost: steps, records, the size of the weights log."""
+    sim = resolved.get("simulation") or resolved.get("dynamics") or {}
+    duration, dt = sim.get("duration"), sim.get("dt")
+    every = (resolved.get("record") or {}).get("every", sim.get("record_every"))
+    if not duration or not dt:
+        return "cost: unknown (no duration or dt)"
+    steps = round(duration / dt)
+    records = round(duration / every) + 1 if every else steps + 1
+    net = resolved.get("network") or {}
+    n = net.get("n_pre", 0) * net.get("n_post", 1) if net else None
+    if not n:
+        return f"cost: {steps:,} steps, {records:,} records"
+    generator = (net.get("topology") or {}).get("generator", "complete_bipartite_graph")
+    upto = "" if generator == "complete_bipartite_graph" else "at most "
+    size = records * n * 8
+    return (f"cost: {steps:,} steps of {upto}{n:,} synapses, {records:,} records "
+            f"(≈ {size / 1e6:.3g} MB of weights before compression)")
 
 
 def _cmd_rules(args):
@@ -134,6 +255,13 @@ def _cmd_rules(args):
 def _cmd_analyze(args):
     from .analysis import analyze_file, format_table
 
+    from .report.words import explain_text, legend_line
+
+    if not args.run:
+        if args.explain:
+            print(explain_text())
+            return 0
+        raise BadInput("analyze: give a run file (or --explain alone for the verdicts' meaning)")
     if args.window is not None and args.window < 1:
         raise BadInput(f"--window {args.window}: must be a positive number of records")
     if args.drift == "ensemble":
@@ -148,14 +276,31 @@ def _cmd_analyze(args):
     if args.json:
         print(json.dumps(document, indent=1))
     else:
-        print(format_table(document))
+        lines = format_table(document).split("\n")
+        if document.get("results"):
+            # the legend goes right under the table's rows (before the notes)
+            header = next((i for i, line in enumerate(lines) if line.startswith("loss ")), len(lines))
+            end = next((i for i in range(header, len(lines)) if not lines[i].strip()), len(lines))
+            lines.insert(end, legend_line())
+        print("\n".join(lines))
+        if args.explain:
+            print()
+            print(explain_text())
     return 0
 
 
 def _cmd_report(args):
-    from .analysis.report import write_report
+    from pathlib import Path
 
-    for path in write_report(args.run, loss_specs=args.loss):
+    from .report import write_run_report, write_sweep_report
+
+    target = Path(args.run)
+    if target.is_dir():
+        if args.format != "html" or args.loss:
+            raise BadInput(f"{target}: a sweep folder takes neither --format png nor --loss")
+        print(write_sweep_report(target))
+        return 0
+    for path in write_run_report(target, fmt=args.format, losses=args.loss):
         print(path)
     return 0
 
@@ -175,12 +320,24 @@ def _cmd_sweep(args):
     return code
 
 
+def _cmd_compare(args):
+    from .report import write_compare_report
+
+    print(write_compare_report(args.runs, out=args.out))
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "rules": _cmd_rules,
-            "analyze": _cmd_analyze, "report": _cmd_report, "sweep": _cmd_sweep}
+            "analyze": _cmd_analyze, "report": _cmd_report, "compare": _cmd_compare,
+            "sweep": _cmd_sweep}
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser, _ = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         return COMMANDS[args.command](args)
     except BadInput as error:

@@ -25,7 +25,8 @@ ALLOWED = {
     "config": {"rules", "systems", "inputs", "units", "errors"},
     "sim": {"config", "io", "systems", "rules", "inputs", "units", "errors"},
     "analysis": {"io", "systems", "rules", "inputs", "units", "errors"},
-    "cli": {"config", "sim", "analysis", "sweep", "rules", "errors"},
+    "cli": {"config", "sim", "analysis", "sweep", "report", "rules", "errors"},
+    "report": {"analysis", "io", "rules", "inputs", "units", "errors"},
     "runner": {"sim"},
     "sweep": {"config", "sim", "analysis", "io", "errors"},           # the old import path of ``run``, kept for users
     "__init__": set(),

@@ -212,7 +212,7 @@ def test_results_folder_is_a_file(tmp_path, cli, write_config):
 
 def test_validate_prints_resolved_config(tmp_path, cli, write_config):
     config = write_config(BASE_CONFIG)
-    result = cli("validate", config.name, "--set", "rule.eta=0.25")
+    result = cli("validate", config.name, "--set", "rule.eta=0.25", "--toml")
     assert result.returncode == 0, result.stderr
     resolved = tomllib.loads(result.stdout)
     assert resolved["rule"] == {"name": "oja", "eta": 0.25}
