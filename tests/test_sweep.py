@@ -283,3 +283,14 @@ def test_sigint_mid_sweep_then_resume_runs_every_point_exactly_once(tmp_path):
         assert (table.parent / row["file"]).stat().st_mtime_ns == mtime
     again = sweep_cli(path, "--out", "out", "--resume", "-q", cwd=tmp_path)
     assert again.returncode == 0 and read_table(table) == rows
+
+
+def test_a_failed_run_is_a_row_and_the_sweep_exits_1(tmp_path):
+    write(tmp_path, "base.toml", LINEAR_BASE)
+    path = write(tmp_path, "lin.toml", {"name": "lin", "base": "base.toml", "seeds": [0, 1],
+                                        "analysis": {"loss": ["no_such_loss"]}})
+    done = sweep_cli(path, "--out", "out", "--workers", "1", "-q", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    rows = read_table(last_line(done.stdout))
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"failed"}
+    assert all("no_such_loss" in r["message"] and r["file"] for r in rows)
