@@ -122,7 +122,7 @@ def _words(data, doc, analysis_error):
                      + ("; combined = the best non-negative combination of them"
                         if any(r.get("loss") == "combined" for r in doc["results"]) else "") + ".")
     if doc and doc.get("note"):
-        items.append(doc["note"] + ".")
+        items.append(doc["note"][:1].upper() + doc["note"][1:] + ".")
     rec = (doc or {}).get("recurrence")
     if doc and not rec and not doc.get("results"):
         items.append("No recurrence was found.")
