@@ -8,6 +8,7 @@ consistency and recurrence results, the figures, the config with units, the vers
 and the figures left out with the reason.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,17 @@ def ensure_analysis(path, losses=None):
         return data, None
     from ..analysis import analyze_file
 
+    store = data.kind != "npz" and os.access(path, os.W_OK)
     try:
-        doc = analyze_file(path, loss_specs=losses or None, store=data.kind != "npz")
+        doc = analyze_file(path, loss_specs=losses or None, store=store)
     except BadInput as error:
         if losses:
             raise
         return data, str(error)
+    if not store:
+        # an .npz or a read-only file: the summary only, no per-record arrays to draw
+        data.analysis_doc = doc
+        return data, None
     if data.kind == "npz":
         data.analysis_doc = doc
         return data, None
@@ -186,7 +192,10 @@ def write_run_report(path, fmt="html", losses=None, out=None):
         written = []
         for f in figures:
             target = Path(f"{stem}_{f.key}.png")
-            target.write_bytes(H.png_bytes(f.fig))
+            try:
+                target.write_bytes(H.png_bytes(f.fig))
+            except OSError as error:
+                raise BadInput(f"{target}: cannot write ({error.strerror or type(error).__name__})") from None
             written.append(target)
         return written
     title = f"{data.name} — {data.rule_name or 'trajectory'}" + (f", seed {data.seed}" if data.seed is not None else "")
