@@ -537,6 +537,7 @@ def _sample_path(data, names):
             ax.plot(xs, v, lw=1, marker="." if v.size < 60 else None, label=key.replace("_", " "))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("time (s)" if x is not None else "window")
+        ax.set_ylabel("per window")
         _legend(ax)
     return Figure("sample_path", _cap(what), "The per-window statistics stored by "
                   "`plasticity analyze` for the sample path (the weight changes the simulation made).",

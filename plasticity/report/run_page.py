@@ -127,6 +127,11 @@ def _words(data, doc, analysis_error):
         items.append("The losses: " + "; ".join(f"{k} = {v}" for k, v in described.items())
                      + ("; combined = the best non-negative combination of them"
                         if any(r.get("loss") == "combined" for r in doc["results"]) else "") + ".")
+    bases = [b for b in BASIS_MEANING if any(r.get("basis") == b for r in (doc or {}).get("results", []))]
+    if bases:
+        items.append("Bases: " + "; ".join(f"{BASIS_MEANING[b].split(' (')[0]} = "
+                                           f"{BASIS_MEANING[b].split(' (', 1)[1].rstrip(')')}"
+                                           for b in bases) + ".")
     if doc and doc.get("note"):
         items.append(doc["note"][:1].upper() + doc["note"][1:] + ".")
     rec = (doc or {}).get("recurrence")
