@@ -146,7 +146,7 @@ def test_page_of_each_brian2_experiment(tmp_path, capsys, name):
     page = _check_experiment_page(run, capsys)
     text = " ".join(page.text)
     expected = {"oja_pca": "Alignment with the top eigenvector", "hebbian_variance": "Alignment with the top eigenvector",
-                "bcm_selectivity": "Bcm: responses to each pattern", "bcm_slow_threshold": "Bcm: responses to each pattern",
+                "bcm_selectivity": "BCM: responses to each pattern", "bcm_slow_threshold": "BCM: responses to each pattern",
                 "triplet_bcm": "Triplet rule: weight change against the postsynaptic rate",
                 "stdp_song2000": "Weight histogram at the start, middle and end",
                 "stdp_patterns": "Input and output firing rates", "ei_network_stdp": "Spike raster"}[name]

@@ -71,6 +71,8 @@ def format_quantity(value, unit):
 
 
 def format_value(value, unit=None):
+    if isinstance(value, bool):
+        return "true" if value else "false"           # as TOML writes it
     if isinstance(value, list):
         flat = np.asarray(value, dtype=object).ravel().tolist() if value and isinstance(value[0], list) else value
         shape = np.shape(value) if value and isinstance(value[0], list) else None

@@ -33,6 +33,11 @@ class Figure:
     fig: object
 
 
+def _cap(text):
+    """First letter upper-case, the rest as written (``BCM`` stays ``BCM``)."""
+    return text[:1].upper() + text[1:]
+
+
 def _plt():
     import matplotlib
 
@@ -136,7 +141,7 @@ def weights_over_time(data):
     _legend(ax)
     if data.finite_records < len(t):
         caption += f" The weights stop being finite at t = {t[data.finite_records]:.4g} s."
-    return Figure("weights", what.capitalize(), caption, fig)
+    return Figure("weights", _cap(what), caption, fig)
 
 
 def weight_histogram(data):
@@ -157,7 +162,7 @@ def weight_histogram(data):
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel(f"{noun} (dimensionless)")
         _legend(ax)
-        return Figure("weight_bars", what.capitalize(), f"Each of the {S} {noun}s at the first and "
+        return Figure("weight_bars", _cap(what), f"Each of the {S} {noun}s at the first and "
                       "the last record.", fig)
     finite = [r for r in (data.first, data.middle, data.last) if r is not None]
     lo = min(np.nanmin(r) for r in finite)
@@ -180,7 +185,7 @@ def weight_histogram(data):
         if data.rule_name == "stdp" and (data.config.get("rule") or {}).get("bounds", "hard") == "hard":
             caption += (" Additive STDP with hard bounds pushes them towards 0 and w_max: the "
                         "histogram becomes U-shaped (bimodal) as the run goes on.")
-        return Figure("weight_histograms", what.capitalize(), caption, fig)
+        return Figure("weight_histograms", _cap(what), caption, fig)
     what = f"initial and final {noun} histogram"
     fig, axes = _new(data, what)
     ax = axes[0, 0]
@@ -189,7 +194,7 @@ def weight_histogram(data):
     ax.set_xlabel(f"{noun} (dimensionless)")
     ax.set_ylabel("count")
     _legend(ax)
-    return Figure("weight_histogram", what.capitalize(), f"All {S} {noun}s at the first and the last record.", fig)
+    return Figure("weight_histogram", _cap(what), f"All {S} {noun}s at the first and the last record.", fig)
 
 
 def eigenvector_alignment(data):
@@ -244,7 +249,7 @@ def eigenvector_alignment(data):
     caption = (f"e₁: the top eigenvector of the input {'covariance' if data.rule_name == 'covariance' else 'second moment E[xxᵀ]'} "
                f"(eigenvalue λ₁ = {lam1:.3g}). {limit} Final |cos| = "
                + ", ".join(f"{c:.4f}" for c in cos[-1]) + ".")
-    return Figure("eigenvector", what.capitalize(), caption, fig)
+    return Figure("eigenvector", _cap(what), caption, fig)
 
 
 def _transfer(y, kind):
@@ -306,7 +311,7 @@ def bcm_selectivity(data):
                    f"{selectivity[-1]:.3f}. θ relaxes towards E[y²] with time constant τ_θ = "
                    f"{(data.params or {}).get('tau_theta', float('nan')):.3g} s: it tracks E[y²] when "
                    "τ_θ is short against the weights' time scale, and lags (and can oscillate) when not.")
-        figures.append(Figure(f"bcm{j}", what.capitalize(), caption, fig))
+        figures.append(Figure(f"bcm{j}", _cap(what), caption, fig))
     return figures
 
 
@@ -346,7 +351,7 @@ def raster(data):
             notes.append(f"{population}: the first {ts.size} of {data.spikes_truncated[population]} spikes read")
     caption = (f"Windows of {width:.3g} s at the start and the end of the run"
                + (f" ({'; '.join(notes)} drawn)" if notes else "") + ".")
-    return Figure("raster", what.capitalize(), caption, fig)
+    return Figure("raster", _cap(what), caption, fig)
 
 
 def rates(data):
@@ -389,7 +394,7 @@ def rates(data):
     caption = (f"Spike counts over each record interval ({interval:.3g} s) divided by its length. "
                f"Mean output rate over the last half: "
                f"{np.nanmean(data.rates_post[len(t) // 2:]) if data.rates_post is not None else float('nan'):.3g} Hz.")
-    return Figure("rates", what.capitalize(), caption, fig)
+    return Figure("rates", _cap(what), caption, fig)
 
 
 def triplet_threshold(data):
@@ -437,7 +442,7 @@ def triplet_threshold(data):
     ax.set_xlabel("postsynaptic rate r_y (Hz)")
     ax.set_ylabel("dw/dt (1/s)")
     _legend(ax)
-    return Figure("triplet", what.capitalize(), caption, fig)
+    return Figure("triplet", _cap(what), caption, fig)
 
 
 def _shade(ax, t, descent, moving):
@@ -456,7 +461,9 @@ def _shade(ax, t, descent, moving):
 
 def analysis_panels(data):
     if not data.analysis:
-        return "certificate over time: no /analysis in the file"
+        if data.analysis_doc is not None:
+            return "certificate over time: no loss was certified (the rule has no known loss)"
+        return "certificate over time: the file holds no /analysis and could not be analysed"
     out = []
     names = [n for n, a in data.analysis.items() if "psi_deg" in a and "time" in a]
     if not names:
@@ -500,7 +507,7 @@ def analysis_panels(data):
                "loss (ψ < 90°), red where it does not, grey where the drift is negligible. "
                "The dashed line is ψ = 90°; κ_min = (1 + sin ψ)/(1 − sin ψ) is drawn where the "
                "record descends.")
-    out.append(Figure("certificate", what.capitalize(), caption, fig))
+    out.append(Figure("certificate", _cap(what), caption, fig))
     sample = _sample_path(data, names)
     if sample is not None:
         out.append(sample)
@@ -530,8 +537,9 @@ def _sample_path(data, names):
             ax.plot(xs, v, lw=1, marker="." if v.size < 60 else None, label=key.replace("_", " "))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("time (s)" if x is not None else "window")
+        ax.set_ylabel("per window")
         _legend(ax)
-    return Figure("sample_path", what.capitalize(), "The per-window statistics stored by "
+    return Figure("sample_path", _cap(what), "The per-window statistics stored by "
                   "`plasticity analyze` for the sample path (the weight changes the simulation made).",
                   fig)
 
@@ -552,7 +560,7 @@ def _metric_spectrum(data, names):
     ax.set_xlabel("eigenvalue index")
     ax.set_ylabel("eigenvalue of M (1/s)")
     _legend(ax)
-    return Figure("metric_spectrum", what.capitalize(),
+    return Figure("metric_spectrum", _cap(what),
                   "Eigenvalues of the constant SPD metric M that best maps minus the gradient "
                   "onto the drift (all equal: plain gradient descent; non-positive ones are not drawn).", fig)
 
@@ -593,7 +601,7 @@ def phase_portrait(data):
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
     _legend(ax)
-    return Figure("phase", what.capitalize(), caption, fig)
+    return Figure("phase", _cap(what), caption, fig)
 
 
 FIGURES = (weights_over_time, weight_histogram, eigenvector_alignment, bcm_selectivity,

@@ -100,8 +100,14 @@ def write_atomic(path, text):
     import os
     from pathlib import Path
 
+    from ..errors import BadInput
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"{path}: cannot write the page ({error.strerror or type(error).__name__})") from None
     return path

@@ -8,6 +8,7 @@ consistency and recurrence results, the figures, the config with units, the vers
 and the figures left out with the reason.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,17 @@ def ensure_analysis(path, losses=None):
         return data, None
     from ..analysis import analyze_file
 
+    store = data.kind != "npz" and os.access(path, os.W_OK)
     try:
-        doc = analyze_file(path, loss_specs=losses or None, store=data.kind != "npz")
+        doc = analyze_file(path, loss_specs=losses or None, store=store)
     except BadInput as error:
         if losses:
             raise
         return data, str(error)
+    if not store:
+        # an .npz or a read-only file: the summary only, no per-record arrays to draw
+        data.analysis_doc = doc
+        return data, None
     if data.kind == "npz":
         data.analysis_doc = doc
         return data, None
@@ -121,8 +127,13 @@ def _words(data, doc, analysis_error):
         items.append("The losses: " + "; ".join(f"{k} = {v}" for k, v in described.items())
                      + ("; combined = the best non-negative combination of them"
                         if any(r.get("loss") == "combined" for r in doc["results"]) else "") + ".")
+    bases = [b for b in BASIS_MEANING if any(r.get("basis") == b for r in (doc or {}).get("results", []))]
+    if bases:
+        items.append("Bases: " + "; ".join(f"{BASIS_MEANING[b].split(' (')[0]} = "
+                                           f"{BASIS_MEANING[b].split(' (', 1)[1].rstrip(')')}"
+                                           for b in bases) + ".")
     if doc and doc.get("note"):
-        items.append(doc["note"] + ".")
+        items.append(doc["note"][:1].upper() + doc["note"][1:] + ".")
     rec = (doc or {}).get("recurrence")
     if doc and not rec and not doc.get("results"):
         items.append("No recurrence was found.")
@@ -186,7 +197,10 @@ def write_run_report(path, fmt="html", losses=None, out=None):
         written = []
         for f in figures:
             target = Path(f"{stem}_{f.key}.png")
-            target.write_bytes(H.png_bytes(f.fig))
+            try:
+                target.write_bytes(H.png_bytes(f.fig))
+            except OSError as error:
+                raise BadInput(f"{target}: cannot write ({error.strerror or type(error).__name__})") from None
             written.append(target)
         return written
     title = f"{data.name} — {data.rule_name or 'trajectory'}" + (f", seed {data.seed}" if data.seed is not None else "")

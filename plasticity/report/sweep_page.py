@@ -10,7 +10,8 @@ column that is not one of the known ones is a swept key. The page shows
 - ψ and κ_min against the first swept key (one line per value of the second), the
   median over seeds with the seeds' range as the interval;
 - ``stability_max_real`` against the first swept key with its zero crossing;
-- the table of runs, each linked to its own page (written beside each run file).
+- the table of runs, each linked to its own page (written beside each run file, unless
+  a page newer than the run file is already there).
 """
 
 import csv
@@ -302,8 +303,13 @@ def write_sweep_report(directory, run_pages=True):
         link = "–"
         if path is not None and run_pages:
             if path not in pages:
+                existing = path.with_suffix(".html")
                 try:
-                    pages[path] = write_run_report(path)[-1]
+                    # a page newer than its run file is up to date: reused, not redrawn
+                    if existing.exists() and existing.stat().st_mtime >= path.stat().st_mtime:
+                        pages[path] = existing
+                    else:
+                        pages[path] = write_run_report(path)[-1]
                 except BadInput as error:
                     pages[path] = None
                     left_out.append(f"page of {path.name}: {error}")

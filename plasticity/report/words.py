@@ -81,7 +81,7 @@ def result_sentence(result, rule=None):
     kappa = (result.get("kappa_min") or {}).get("median")
     psi = (result.get("psi_deg") or {}).get("median")
     basis = result.get("basis")
-    where = f" ({BASIS_MEANING[basis]})" if basis in BASIS_MEANING else ""
+    where = f" {BASIS_MEANING[basis].split(' (')[0]}" if basis in BASIS_MEANING else ""
     if verdict == "fixed-point":
         return f"{who.capitalize()} does not move against {loss}: a fixed point{where}."
     if verdict == "no-loss-exists":
