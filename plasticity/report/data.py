@@ -85,7 +85,7 @@ class RunData:
 
     @property
     def is_spiking(self):
-        return self.rule is not None and getattr(self.rule, "kind", "rate") == "spiking"
+        return self.rule is not None and self.rule.activity == "spiking"
 
 
 def _text(value):
