@@ -35,6 +35,9 @@ def _parser():
     p.add_argument("--device", choices=["runtime", "cpp_standalone", "auto"],
                    help="override simulation.device")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the estimate says the run will not fit this machine's "
+                        "memory or the folder's free space")
 
     p = sub.add_parser("validate", help="check a config; print the resolved config")
     p.add_argument("config")
@@ -78,6 +81,9 @@ def _cmd_run(args):
         _check_out_dir(args.out, "--out ")
     else:
         _check_out_dir(results_dir(experiment), "")
+    from .sim.estimate import check_fits
+
+    check_fits(experiment, results_dir(experiment, args.out), force=args.force)
     path = run(experiment, out_dir=args.out, progress=not args.quiet)
     print(path)
     return 0
@@ -101,10 +107,15 @@ def _check_out_dir(out, label):
 def _cmd_validate(args):
     from .config import load_config
 
+    from .sim.estimate import estimate
+
     experiment = load_config(args.config, args.overrides)
     if not args.quiet:
         print(f"# {args.config}: valid; resolved config (SI units):")
         print(experiment.to_toml(), end="")
+        print("\n# estimate (before running; `plasticity run` refuses what cannot fit):")
+        for line in estimate(experiment).lines():
+            print(f"#   {line}")
     return 0
 
 

@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..systems import SYSTEMS, SystemConfig, make_system
-from .common import Strict, Time, describe_error, is_multiple
+from .common import Strict, Time, check_steps, describe_error
 
 
 class DynamicsSimulation(Strict):
@@ -55,15 +55,7 @@ class DynamicsExperiment(Strict):
 
     @model_validator(mode="after")
     def _steps(self):
-        sim, every = self.simulation, self.record.every
-        if not is_multiple(every, sim.dt):
-            raise ValueError(f"record.every: {every:g} s is not a multiple of simulation.dt = {sim.dt:g} s")
-        if not is_multiple(sim.duration, sim.dt):
-            raise ValueError(f"simulation.duration: {sim.duration:g} s is not a multiple of "
-                             f"simulation.dt = {sim.dt:g} s")
-        if every > sim.duration:
-            raise ValueError(f"record.every: {every:g} s is longer than simulation.duration "
-                             f"= {sim.duration:g} s")
+        check_steps(self.simulation.duration, self.simulation.dt, self.record.every)
         return self
 
     @property

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from ..inputs import check_patterns
 from ..rules import RULES
 from ..units import dimension_of, parse_quantity
-from .common import Rate, Record, Strict, Time, all_finite, is_multiple
+from .common import Rate, Record, Strict, Time, all_finite, check_steps, is_multiple
 from .models import available_models, load_model_spec
 
 class Init(Strict):
@@ -234,15 +234,7 @@ class Experiment(Strict):
         if self.inputs.size is not None and self.inputs.size != self.network.n_pre:
             raise ValueError(f"inputs: {self.inputs.size} inputs described but network.n_pre = "
                              f"{self.network.n_pre}")
-        dt, every, duration = self.simulation.dt, self.record.every, self.simulation.duration
-        if not is_multiple(every, dt):
-            raise ValueError(f"record.every: {every:g} s is not a multiple of simulation.dt = {dt:g} s")
-        if not is_multiple(duration, dt):
-            raise ValueError(f"simulation.duration: {duration:g} s is not a multiple of "
-                             f"simulation.dt = {dt:g} s")
-        if every > duration:
-            raise ValueError(f"record.every: {every:g} s is longer than simulation.duration "
-                             f"= {duration:g} s")
+        check_steps(self.simulation.duration, self.simulation.dt, self.record.every)
         return self
 
     def to_dict(self):

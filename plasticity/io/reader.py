@@ -250,6 +250,12 @@ class Run:
             lengths.append(self._drift.shape[0])
             self.has_drift = True
         T = min(lengths)
+        if "records" in f.attrs:
+            # what the writer confirmed on disk (a run stopped by a failed write)
+            T = min(T, max(0, int(f.attrs["records"])))
+        for data in [self._weights, self._drift, *self._state.values()]:
+            if data is not None:
+                T = min(T, _written_rows(data, T))
         self.time = time[:T]
         self.n_records = T
         self._rates = None
@@ -399,6 +405,28 @@ class Run:
     def __repr__(self):
         return (f"Run({str(self.path)!r}, source={self.source!r}, rule={self.rule_name!r}, "
                 f"status={self.status!r}, records={self.n_records}, weights={self.n_synapses})")
+
+
+def _written_rows(data, rows):
+    """How many of the first ``rows`` rows of a chunked dataset lie in chunks that were
+    written: a chunk lost to a failed write reads back as zeros (the fill value), so
+    the records stop before the first missing chunk."""
+    chunks = data.chunks
+    if not chunks or rows == 0:
+        return rows
+    step = chunks[0]
+    per_row = 1
+    for size, chunk in zip(data.shape[1:], chunks[1:]):
+        per_row *= -(-size // chunk)
+    try:
+        if data.id.get_num_chunks() >= per_row * -(-rows // step):
+            return rows
+        for start in range(0, rows, step):
+            if data.id.get_chunk_info_by_coord((start,) + (0,) * (data.ndim - 1)).byte_offset is None:
+                return start
+    except (AttributeError, ValueError, RuntimeError, KeyError):
+        pass
+    return rows
 
 
 def _is_zip(path):
