@@ -337,6 +337,8 @@ def load_user_loss(spec):
         module_spec = importlib.util.spec_from_file_location(f"plasticity_user_loss_{path.stem}", path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
+    except SystemExit as error:
+        raise BadInput(f"--loss {spec!r}: importing {path_text} called sys.exit({error.code!r})") from None
     except Exception as error:  # a user's module may raise anything
         message = str(error).splitlines()[0] if str(error) else ""
         raise BadInput(f"--loss {spec!r}: importing {path_text} failed: "
@@ -351,11 +353,37 @@ def load_user_loss(spec):
 
     def function(w):
         try:
-            return obj(w)
+            out = obj(w)
+        except SystemExit as error:
+            raise BadInput(f"--loss {spec!r}: {attr} called sys.exit({error.code!r})") from None
         except Exception as error:
             message = str(error).splitlines()[0] if str(error) else ""
             raise BadInput(f"--loss {spec!r}: {attr} raised {type(error).__name__}: {message}") from None
+        return _checked_output(spec, attr, out, np.shape(w))
     return Loss(attr, function, f"user loss {spec}")
+
+
+def _checked_output(spec, attr, out, shape):
+    """A user loss's ``(values (T,), gradients (T, n))``: real, finite, of those shapes;
+    anything else is :class:`BadInput` naming the loss (never a verdict)."""
+    if not isinstance(out, tuple) or len(out) != 2:
+        got = type(out).__name__ + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+        raise BadInput(f"--loss {spec!r}: {attr} must return (values, gradients), got {got}")
+    arrays = []
+    for what, value, want in (("values", out[0], shape[:1]), ("gradients", out[1], shape)):
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise BadInput(f"--loss {spec!r}: {attr} returned {what} of type {array.dtype}, "
+                           "not real numbers")
+        if array.shape != tuple(want):
+            raise BadInput(f"--loss {spec!r}: {attr} returned {what} of shape {array.shape}, "
+                           f"expected {tuple(want)}")
+        finite = np.isfinite(array).reshape(array.shape[0], -1).all(axis=1) if array.size else []
+        if array.size and not finite.all():
+            raise BadInput(f"--loss {spec!r}: {attr} returned non-finite {what} (first at row "
+                           f"{int(np.flatnonzero(~finite)[0])} of the chunk)")
+        arrays.append(array.astype(float))
+    return arrays[0], arrays[1]
 
 
 def resolve_loss(spec, stats, layout, rule_name=None, params=None):

@@ -15,25 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.reader import open_run
+from ..io.reader import open_run, read_analysis
 
 __all__ = ["write_report"]
 
 
 def _read_analysis(path):
-    import h5py
-
-    out = {}
-    if Path(path).suffix == ".npz":
-        return out
-    with h5py.File(path, "r") as f:
-        if "analysis" not in f:
-            return out
-        for name, g in f["analysis"].items():
-            out[name] = {k: g[k][()] for k in g if k in ("time", "psi_deg", "kappa_min", "loss",
-                                                        "constant_metric", "descent", "moving")}
-            out[name]["verdict"] = g.attrs.get("verdict", "")
-    return out
+    return read_analysis(path)
 
 
 def write_report(path, out_dir=None, max_lines=50):

@@ -14,7 +14,7 @@ Rate = quantity_type("rate")
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must never be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, allow_inf_nan=False)
 
 
 class Record(Strict):
@@ -30,6 +30,21 @@ class Record(Strict):
 #: the most time steps a run may have: step counts are exact integers up to here (and
 #: a run this long would take days); more is a config error, not a silent overflow
 MAX_STEPS = 10**12
+
+
+#: the longest experiment name: it becomes a folder name (results/<name>/)
+MAX_NAME_LENGTH = 100
+
+
+def check_name(name):
+    """An experiment ``name`` is a plain folder name: letters, digits, ``_ . -``, at
+    most :data:`MAX_NAME_LENGTH` characters, not ``.`` or ``..``."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{len(name)} characters, at most {MAX_NAME_LENGTH} (it names the "
+                         "results folder)")
+    if set(name) <= {"."}:
+        raise ValueError(f"{name!r} is not a folder name (it names the results folder)")
+    return name
 
 
 def is_multiple(value, step):

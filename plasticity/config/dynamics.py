@@ -17,14 +17,14 @@ The run and record keys are spelt as in every other experiment::
     every = "10 ms"
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomli_w
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..systems import SYSTEMS, SystemConfig, make_system
-from .common import Strict, Time, check_steps, describe_error
+from .common import check_name, Strict, Time, check_steps, describe_error
 
 
 class DynamicsSimulation(Strict):
@@ -46,7 +46,7 @@ class DynamicsExperiment(Strict):
     """A resolved ``kind = "dynamics"`` experiment."""
 
     kind: Literal["dynamics"]
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Annotated[str, AfterValidator(check_name)] = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     description: str = ""
     dynamics: SystemConfig

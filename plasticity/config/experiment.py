@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import tomli_w
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..inputs import check_patterns
 from ..rules import RULES
 from ..units import dimension_of, parse_quantity
-from .common import Rate, Record, Strict, Time, all_finite, check_steps, is_multiple
+from .common import check_name, Rate, Record, Strict, Time, all_finite, check_steps, is_multiple
 from .models import available_models, load_model_spec
 
 class Init(Strict):
@@ -219,7 +219,7 @@ class Simulation(Strict):
 class Experiment(Strict):
     """A resolved rate or spiking experiment: what :func:`plasticity.sim.run` needs."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Annotated[str, AfterValidator(check_name)] = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0, le=2**32 - 1)   # Brian2/NumPy legacy seeds are 32 bit
     description: str = ""
     network: Network

@@ -17,6 +17,8 @@ _SET = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)=(.*)$", re.S)
 def parse_override(text):
     """``"rule.eta=0.01"`` -> ``(["rule", "eta"], 0.01)``. The value is read as a TOML
     value (number, string, array, boolean), else kept as a plain string."""
+    if "\n" in text or "\r" in text:
+        raise ConfigError(f"--set {text!r}: contains a line break (one key.path=value per --set)")
     match = _SET.match(text.strip())
     if not match:
         raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. rule.eta=0.01")

@@ -28,8 +28,10 @@ from ..inputs import SharedProductStats
 from ..rules import RULES, SpikeRates
 from .codecs import group_name, read_input_stats, write_certificate
 from .layout import Layout
+from .trust import (check_declared, check_finite, check_hdf5_objects, check_npz, check_real,
+                    check_regular_file)
 
-__all__ = ["Run", "open_run", "write_analysis", "CHUNK_BYTES"]
+__all__ = ["Run", "open_run", "write_analysis", "read_analysis", "CHUNK_BYTES"]
 
 #: target size of one chunk of records read at once, bytes
 CHUNK_BYTES = 2 << 20
@@ -77,10 +79,7 @@ class Run:
         self._rates = None
         self.state_names = ()
         self.has_drift = False
-        if not self.path.exists():
-            raise BadInput(f"{self.path}: no such file")
-        if self.path.is_dir():
-            raise BadInput(f"{self.path}: is a directory, not a run file")
+        check_regular_file(self.path)
         try:
             if self.path.suffix == ".npz" or _is_zip(self.path):
                 self._open_npz()
@@ -94,6 +93,7 @@ class Run:
 
     # -- opening -------------------------------------------------------------------
     def _open_npz(self):
+        check_npz(self.path)
         try:
             self._npz = np.load(self.path, allow_pickle=False)
             names = set(self._npz.files)
@@ -107,7 +107,18 @@ class Run:
 
         def numeric(name):
             try:
-                return np.asarray(self._npz[name], float)
+                raw = self._npz[name]
+            except Exception as error:   # object arrays, a damaged member
+                self.close()
+                raise BadInput(f"{self.path}: array {name!r} is not numeric "
+                               f"({type(error).__name__})") from None
+            try:
+                check_real(self.path, f"array {name!r}", raw.dtype)
+            except BadInput:
+                self.close()
+                raise
+            try:
+                return np.asarray(raw, float)
             except Exception as error:   # object arrays, strings, a damaged member
                 self.close()
                 raise BadInput(f"{self.path}: array {name!r} is not numeric "
@@ -115,6 +126,12 @@ class Run:
         self._weights = numeric("weights")
         self._drift = numeric("drift") if "drift" in names else None
         time = numeric("time")
+        if self._drift is not None:
+            try:
+                check_finite(self.path, "array 'drift'", self._drift)
+            except BadInput:
+                self.close()
+                raise
         self._setup_minimal(time, self._weights.shape, None if self._drift is None else self._drift.shape)
 
     def _open_hdf5(self):
@@ -123,10 +140,11 @@ class Run:
         try:
             self._file = h5py.File(self.path, "r")
         except Exception as error:
-            kind = "not an HDF5 file" if "signature" in str(error) else "cannot be opened (corrupt or truncated?)"
-            raise BadInput(f"{self.path}: {kind}") from None
+            raise BadInput(f"{self.path}: {_open_problem(error)}") from None
         f = self._file
         try:
+            check_hdf5_objects(self.path, f)
+            _check_not_being_written(self.path, f)
             fmt = f.attrs.get("format")
             fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
             if "weights" not in f or "time" not in f:
@@ -136,6 +154,12 @@ class Run:
                 raise BadInput(f"{self.path}: /weights is not a (records, weights) array")
             if not isinstance(f["time"], h5py.Dataset) or f["time"].ndim != 1:
                 raise BadInput(f"{self.path}: /time is not a 1-D array")
+            for name in ("time", "weights", "drift"):
+                if name in f and isinstance(f[name], h5py.Dataset):
+                    check_real(self.path, f"/{name}", f[name].dtype)
+            check_declared(self.path, "/time", f["time"].shape)
+            # one record of weights (and of drift) is read at once at least
+            check_declared(self.path, "/weights", (1, f["weights"].shape[1]))
             time = f["time"][()].astype(float)
         except BadInput:
             self.close()
@@ -221,6 +245,8 @@ class Run:
                 raise BadInput(f"{self.path}: bad rule parameter in /config: {error}") from None
         if "synapses" not in f or "pre" not in f["synapses"] or "post" not in f["synapses"]:
             raise BadInput(f"{self.path}: lacks /synapses/pre and /synapses/post")
+        check_declared(self.path, "/synapses/pre", f["synapses/pre"].shape)
+        check_declared(self.path, "/synapses/post", f["synapses/post"].shape)
         self.pre = f["synapses/pre"][()].astype(np.intp)
         self.post = f["synapses/post"][()].astype(np.intp)
         S = self._weights.shape[1]
@@ -232,6 +258,8 @@ class Run:
         if S and (self.pre.max() >= self.n_pre or self.post.max() >= self.n_post or self.pre.min() < 0
                   or self.post.min() < 0):
             raise BadInput(f"{self.path}: synapse indices exceed n_pre={self.n_pre}, n_post={self.n_post}")
+        # the dense weight matrix of a record (n_post × n_pre) is built from these
+        check_declared(self.path, "network.n_pre × n_post in /config", (self.n_post, self.n_pre))
         self.n_synapses = S
         self._state = {}
         if "state" in f:
@@ -268,6 +296,8 @@ class Run:
                 self.n_records = T
             else:
                 self.stats_error = "no /rates/pre and /rates/post"
+        if "inputs" in f:
+            _check_inputs(self.path, f["inputs"])
         if "inputs" in f and self._rates is None:
             try:
                 self.stats = read_input_stats(f["inputs"])
@@ -384,7 +414,9 @@ class Run:
 
     def read_drift(self, start=0, stop=None):
         stop = self.n_records if stop is None else min(stop, self.n_records)
-        return np.asarray(self._drift[start:stop], float)
+        drift = np.asarray(self._drift[start:stop], float)
+        check_finite(self.path, "/drift", drift, start)
+        return drift
 
     def close(self):
         if self._file is not None:
@@ -429,6 +461,62 @@ def _written_rows(data, rows):
     return rows
 
 
+def _open_problem(error):
+    """Why HDF5 could not open a file, in words: not HDF5, locked, not permitted, or
+    damaged."""
+    text = str(error)
+    if "signature" in text:
+        return "not an HDF5 file"
+    if "lock" in text:
+        return ("locked by another process (a run still being written?); analyze it when "
+                "the run has ended")
+    if getattr(error, "errno", None) == 13 or "Permission denied" in text or "errno = 13" in text:
+        return "permission denied"
+    return "cannot be opened (corrupt or truncated?)"
+
+
+def _writer_alive(f):
+    """Whether the process that wrote a ``running`` file still runs on this host
+    (None when the file does not say, or it was written on another host)."""
+    import os
+    import socket
+
+    host = f.attrs.get("writer_host")
+    pid = f.attrs.get("writer_pid")
+    if host is None or pid is None:
+        return None
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True if not isinstance(pid, str) else None
+    return True
+
+
+def _check_not_being_written(path, f):
+    """A run whose writer still runs is refused: its file changes under the reader."""
+    status = f.attrs.get("status")
+    status = status.decode() if isinstance(status, bytes) else status
+    if status == "running" and _writer_alive(f):
+        raise BadInput(f"{path}: still being written (its run, process {int(f.attrs['writer_pid'])}, "
+                       "is running); analyze it when the run has ended")
+
+
+def _check_inputs(path, group):
+    """Every number of ``/inputs`` finite and of a size the reader may load."""
+    import h5py
+
+    for name, data in group.items():
+        if isinstance(data, h5py.Dataset) and data.dtype.kind in "fiuc":
+            check_real(path, f"/inputs/{name}", data.dtype)
+            check_declared(path, f"/inputs/{name}", data.shape, data.dtype.itemsize)
+            check_finite(path, f"/inputs/{name}", data[()])
+
+
 def _is_zip(path):
     """Whether the file starts like a zip archive (an .npz under another name)."""
     try:
@@ -446,16 +534,29 @@ def open_run(path):
 def write_analysis(path, certificates, doc=None):
     """Store certificates in ``/analysis/<loss>/`` of an HDF5 file (the layout:
     :func:`plasticity.io.codecs.write_certificate`), leaving the rest of the file as it
-    is. Returns False for ``.npz`` inputs (nothing written).
+    is. Returns False (nothing written) for ``.npz`` inputs and for a file whose status
+    is still ``running`` (only its run writes it).
+
+    The whole group is replaced: the old ``/analysis`` is deleted first (so HDF5 reuses
+    its space and rewrites do not grow the file), the new one is written under another
+    name and renamed ``/analysis`` only when complete, with the attribute ``complete``
+    set; a reader sees the last complete analysis or none, never a mix.
     """
     import h5py
 
     path = Path(path)
-    if path.suffix == ".npz":
+    if path.suffix == ".npz" or _is_zip(path):
         return False
     try:
         with h5py.File(path, "r+") as f:
-            root = f.require_group("analysis")
+            status = f.attrs.get("status")
+            status = status.decode() if isinstance(status, bytes) else status
+            if status == "running":
+                return False
+            for name in ("analysis", _ANALYSIS_NEW):
+                if name in f:
+                    del f[name]
+            root = f.create_group(_ANALYSIS_NEW)
             for cert in certificates:
                 name = group_name(cert.loss_name)
                 if name in root:
@@ -463,7 +564,58 @@ def write_analysis(path, certificates, doc=None):
                 write_certificate(root.create_group(name), cert)
             if doc is not None:
                 root.attrs["document"] = json.dumps(doc)
+            root.attrs["complete"] = True
+            f.move(_ANALYSIS_NEW, "analysis")
             f.flush()
     except OSError as error:
-        raise BadInput(f"{path}: cannot write /analysis ({str(error).splitlines()[0]})") from None
+        raise BadInput(f"{path}: cannot write /analysis ({_open_problem(error)}: "
+                       f"{str(error).splitlines()[0][:200]})") from None
     return True
+
+
+#: where a new ``/analysis`` is written before it replaces the old one
+_ANALYSIS_NEW = "analysis.writing"
+
+
+def read_analysis(path, keys=("time", "psi_deg", "kappa_min", "loss", "constant_metric",
+                              "descent", "moving")):
+    """The stored certificates of a file, ``{loss: {key: array, "verdict": str}}``;
+    empty when there is none (or the last write did not complete). :class:`BadInput`
+    for a file that is not a readable HDF5 file or whose ``/analysis`` is not a group
+    of certificate groups."""
+    import h5py
+
+    path = Path(path)
+    check_regular_file(path)
+    out = {}
+    if path.suffix == ".npz" or _is_zip(path):
+        return out
+    try:
+        f = h5py.File(path, "r")
+    except Exception as error:
+        raise BadInput(f"{path}: {_open_problem(error)}") from None
+    with f:
+        check_hdf5_objects(path, f)
+        if "analysis" not in f:
+            return out
+        group = f["analysis"]
+        if not isinstance(group, h5py.Group):
+            raise BadInput(f"{path}: /analysis is not a group (a damaged or foreign file); "
+                           "delete it and analyze again")
+        if not group.attrs.get("complete", True):
+            return out
+        for name, g in group.items():
+            if not isinstance(g, h5py.Group):
+                raise BadInput(f"{path}: /analysis/{name} is not a certificate group")
+            entry = {}
+            for key in keys:
+                if key in g:
+                    data = g[key]
+                    if not isinstance(data, h5py.Dataset) or data.dtype.kind not in "fiub":
+                        raise BadInput(f"{path}: /analysis/{name}/{key} is not numeric")
+                    check_declared(path, f"/analysis/{name}/{key}", data.shape, data.dtype.itemsize)
+                    entry[key] = data[()]
+            verdict = g.attrs.get("verdict", "")
+            entry["verdict"] = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+            out[name] = entry
+    return out

@@ -212,6 +212,10 @@ class RunFile:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["status"] = "running"
         f.attrs["created"] = datetime.datetime.now().astimezone().isoformat()
+        # who writes it: a reader finding status "running" can tell a live run (refused:
+        # still being written) from a killed one
+        f.attrs["writer_host"] = socket.gethostname()
+        f.attrs["writer_pid"] = os.getpid()
         # lzf + shuffle: ~2x faster than gzip level 1 at about the same ratio on float64
         # weights; built into h5py (other HDF5 readers need the
         # lzf filter plugin)

@@ -8,12 +8,12 @@ the synapse count of a random topology is its all-to-all bound, the file size is
 uncompressed size of every record.
 """
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from ..io.trust import available_memory
 
 #: what the Python process with Brian2 (or NumPy) loaded holds before any network
 BASE_MEMORY_BYTES = 300 << 20
@@ -111,22 +111,6 @@ def _chunk_bytes(width):
     from ..io.writer import CHUNK_BYTES
 
     return max(CHUNK_BYTES, 8 * width)
-
-
-def available_memory():
-    """Bytes of memory available to a new allocation now (Linux ``MemAvailable``, else
-    the free physical pages), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def free_space(folder):
