@@ -8,6 +8,7 @@ by SIGINT/SIGTERM (log kept); 1 anything else.
 import argparse
 import json
 import os
+import signal
 import sys
 
 from .errors import BadInput, PlasticityError, RunStopped
@@ -151,7 +152,20 @@ COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "rules": _cmd_rules,
             "analyze": _cmd_analyze, "report": _cmd_report}
 
 
+def _interrupt(signum, frame):
+    """SIGTERM as SIGINT: a KeyboardInterrupt wherever the program is (a run installs
+    its own handlers, which stop it at the end of a step, once its file is open)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv=None):
+    # before any slow import (Brian2 takes a second or more): a SIGTERM that early
+    # ends the command cleanly too, with exit code 130 and a message
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
+    except ValueError:   # not the main thread (tests calling main in a thread)
+        pass
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -167,8 +181,13 @@ def main(argv=None):
     except PlasticityError as error:
         print(f"plasticity: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("plasticity: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        by = f" by {error.args[0]}" if error.args else ""
+        if "plasticity.sim.session" in sys.modules:
+            from .sim.session import close_open_run_files
+
+            close_open_run_files(f"stopped{by or ' by SIGINT'}")
+        print(f"plasticity: interrupted{by}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # output piped into `head` and the like: not an error of ours

@@ -91,11 +91,23 @@ def all_finite(value):
     return all(math.isfinite(v) for v in flat(value))
 
 
+def first_error(error):
+    """The error of a ``ValidationError`` to report: an unknown top-level section first
+    (a misspelt ``[simulaton]`` also makes ``simulation`` missing: name the typo)."""
+    errors = error.errors()
+    for item in errors:
+        if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
+            return item
+    return errors[0]
+
+
 def describe_error(first, model):
     """One line from the first error (a dict of ``ValidationError.errors()``) of
     validating ``model``: the key path, what is wrong, the allowed values where there is
     a list of them."""
-    loc = [str(part) for part in first["loc"]]
+    # pydantic names the members of a union (``function-after[...]``, ``list[...]``)
+    # in the location: not keys a user wrote
+    loc = [str(part) for part in first["loc"] if not (isinstance(part, str) and "[" in part)]
     key = ".".join(loc)
     kind, msg = first["type"], first["msg"]
     if kind == "extra_forbidden":

@@ -24,7 +24,7 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..systems import SYSTEMS, SystemConfig, make_system
-from .common import check_name, Strict, Time, check_steps, describe_error
+from .common import check_name, Strict, Time, check_steps, describe_error, first_error
 
 
 class DynamicsSimulation(Strict):
@@ -80,7 +80,7 @@ def validate_dynamics(data, source="config"):
     try:
         return DynamicsExperiment.model_validate(data)
     except ValidationError as error:
-        first = dict(error.errors()[0])
+        first = dict(first_error(error))
         loc = first["loc"]
         # drop the discriminator tag pydantic inserts into the location
         if len(loc) >= 2 and loc[0] == "dynamics" and loc[1] in SYSTEMS:

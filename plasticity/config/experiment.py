@@ -285,9 +285,12 @@ def _check_spiking(experiment):
                 raise ValueError(f"network.params.{key}: expected a value like {known[key]!r}, got {value!r}")
             if isinstance(known[key], str):
                 try:
-                    parse_quantity(value, dimension_of(known[key]))
+                    quantity = parse_quantity(value, dimension_of(known[key]))
                 except ValueError as error:
                     raise ValueError(f"network.params.{key}: {error}") from None
+                if key.startswith("tau") and not quantity > 0:
+                    raise ValueError(f"network.params.{key}: a time constant must be > 0, "
+                                     f"got {value!r}")
     inputs = experiment.inputs
     if inputs.modulation is not None:
         if spec.recurrent:

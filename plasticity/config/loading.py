@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..rules import RULES
-from .common import describe_error
+from .common import describe_error, first_error
 from .experiment import Experiment
 
 _SET = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)=(.*)$", re.S)
@@ -58,6 +58,13 @@ def read_toml(path):
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (TOML) file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied (not readable)") from None
+    except OSError as error:
+        reason = "symlink loop" if error.errno == 40 else (error.strerror or type(error).__name__)
+        raise ConfigError(f"{path}: cannot read the config: {reason}") from None
 
 
 def validate(data, source="config"):
@@ -65,7 +72,7 @@ def validate(data, source="config"):
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{source}: {describe_error(error.errors()[0], Experiment)}") from None
+        raise ConfigError(f"{source}: {describe_error(first_error(error), Experiment)}") from None
     rule = RULES[experiment.rule.name]
     try:
         rule.resolve(experiment.rule.values)

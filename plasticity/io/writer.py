@@ -24,6 +24,7 @@ import platform
 import queue
 import socket
 import threading
+import weakref
 from time import monotonic
 from pathlib import Path
 
@@ -103,6 +104,21 @@ class _Writer:
 #: disk space held back for closing a file after a failed write, beyond one chunk of
 #: records: HDF5's pending metadata (chunk index, object headers, attributes)
 RESERVE_EXTRA_BYTES = 256 << 10
+
+
+#: the run files of this process still open (closed by :func:`close_open_files` when
+#: the process is stopped where no run path could close its own)
+_OPEN = weakref.WeakSet()
+
+
+def close_open_files(status, message):
+    """Close every run file this process still has open with ``status``; for a process
+    stopped (SIGINT/SIGTERM) between creating a file and running."""
+    for runfile in list(_OPEN):
+        try:
+            runfile.close(status, message)
+        except Exception:  # noqa: BLE001 - closing as well as it can
+            pass
 
 
 #: room left for HDF5's own metadata when a chunk of records is written
@@ -205,6 +221,7 @@ class RunFile:
             self._abandon()
             raise WriteFailed(describe_write_error(self.path, error), path=None) from None
         self._writer = _Writer()
+        _OPEN.add(self)
 
     def _create_layout(self):
         f = self.file
@@ -475,6 +492,7 @@ class RunFile:
             reserve.release()
 
     def _close_file(self):
+        _OPEN.discard(self)
         f, self.file = self.file, None
         self._datasets = {}
         if f is None:

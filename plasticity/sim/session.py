@@ -119,6 +119,16 @@ def check_finite(weights, state, bound):
     return None
 
 
+def close_open_run_files(message):
+    """Close the run files this process left open as ``interrupted`` (a signal that
+    came between creating a file and running)."""
+    import sys as _sys
+
+    writer = _sys.modules.get("plasticity.io.writer")
+    if writer is not None:
+        writer.close_open_files("interrupted", message)
+
+
 def open_run_file(experiment, rule, parts, options, device, *, inputs=None, extra_sizes=None,
                   attrs=None):
     """Create the run file of a Brian2 experiment and write its metadata: the config
