@@ -33,6 +33,9 @@ from .trust import (check_declared, check_finite, check_hdf5_objects, check_npz,
 
 __all__ = ["Run", "open_run", "write_analysis", "read_analysis", "CHUNK_BYTES"]
 
+#: larger weights are refused: their squares (in losses, norms) overflow
+MAX_ABS_VALUE = 1e150
+
 #: target size of one chunk of records read at once, bytes
 CHUNK_BYTES = 2 << 20
 
@@ -87,6 +90,11 @@ class Run:
                 self._open_hdf5()
             if self.n_records < 1:
                 raise BadInput(f"{self.path}: holds no records")
+            if self.has_drift and self._file is not None:
+                # a given drift decides the verdict: every number of it must be finite
+                # (read once, in chunks)
+                for start, stop in self.chunks():
+                    self.read_drift(start, stop)
         except BadInput:
             self.close()
             raise
@@ -360,6 +368,11 @@ class Run:
         if not np.all(np.isfinite(w)):
             raise BadInput(f"{self.path}: non-finite weights in records {start}..{stop} "
                            "(a diverged run? analyze the records before it)")
+        biggest = float(np.max(np.abs(w))) if w.size else 0.0
+        if biggest > MAX_ABS_VALUE:
+            # squares and products of such numbers overflow to inf: no verdict from them
+            raise BadInput(f"{self.path}: weights too large to analyse (|w| = {biggest:.3g} in "
+                           f"records {start}..{stop}; at most {MAX_ABS_VALUE:g})")
         return w
 
     def weights(self, start=0, stop=None):
@@ -537,44 +550,89 @@ def write_analysis(path, certificates, doc=None):
     is. Returns False (nothing written) for ``.npz`` inputs and for a file whose status
     is still ``running`` (only its run writes it).
 
-    The whole group is replaced: the old ``/analysis`` is deleted first (so HDF5 reuses
-    its space and rewrites do not grow the file), the new one is written under another
-    name and renamed ``/analysis`` only when complete, with the attribute ``complete``
-    set; a reader sees the last complete analysis or none, never a mix.
+    The group is replaced as a whole: afterwards it holds exactly these certificates
+    (the groups of other losses are deleted). While it is written its attribute
+    ``complete`` is False, and readers (:func:`read_analysis`) take such a group for no
+    analysis at all, so nobody sees a mix of two analyses. Rewrites do not grow the
+    file: arrays of an unchanged shape are overwritten where they are, and text
+    attributes are written only when they change (HDF5 does not reuse the space of
+    replaced text attributes once the file was closed).
     """
     import h5py
 
     path = Path(path)
     if path.suffix == ".npz" or _is_zip(path):
         return False
+    # the new analysis is built in memory first, then copied over the old one
+    scratch = h5py.File(f"analysis-{id(certificates)}", "w", driver="core", backing_store=False)
     try:
+        new = scratch.create_group("analysis")
+        for cert in certificates:
+            name = group_name(cert.loss_name)
+            if name in new:
+                del new[name]
+            write_certificate(new.create_group(name), cert)
+        if doc is not None:
+            new.attrs["document"] = json.dumps(doc)
         with h5py.File(path, "r+") as f:
             status = f.attrs.get("status")
             status = status.decode() if isinstance(status, bytes) else status
             if status == "running":
                 return False
-            for name in ("analysis", _ANALYSIS_NEW):
-                if name in f:
-                    del f[name]
-            root = f.create_group(_ANALYSIS_NEW)
-            for cert in certificates:
-                name = group_name(cert.loss_name)
-                if name in root:
-                    del root[name]
-                write_certificate(root.create_group(name), cert)
-            if doc is not None:
-                root.attrs["document"] = json.dumps(doc)
+            if "analysis" in f and not isinstance(f["analysis"], h5py.Group):
+                del f["analysis"]
+            root = f.require_group("analysis")
+            root.attrs["complete"] = False
+            f.flush()
+            _sync_group(new, root)
             root.attrs["complete"] = True
-            f.move(_ANALYSIS_NEW, "analysis")
             f.flush()
     except OSError as error:
         raise BadInput(f"{path}: cannot write /analysis ({_open_problem(error)}: "
                        f"{str(error).splitlines()[0][:200]})") from None
+    finally:
+        scratch.close()
     return True
 
 
-#: where a new ``/analysis`` is written before it replaces the old one
-_ANALYSIS_NEW = "analysis.writing"
+def _sync_group(source, target):
+    """Make ``target`` hold what ``source`` holds (groups, datasets, attributes),
+    reusing the space of what is already there."""
+    import h5py
+
+    for name in list(target):
+        if name not in source:
+            del target[name]
+    for name, item in source.items():
+        if isinstance(item, h5py.Group):
+            if name in target and not isinstance(target[name], h5py.Group):
+                del target[name]
+            _sync_group(item, target.require_group(name))
+            continue
+        data = item[()]
+        old = target.get(name)
+        if (isinstance(old, h5py.Dataset) and old.shape == item.shape and old.dtype == item.dtype
+                and old.chunks is None):
+            old[...] = data
+        else:
+            if old is not None:
+                del target[name]
+            target.create_dataset(name, data=data)
+    keep = set(source.attrs) | {"complete"}
+    for key in list(target.attrs):
+        if key not in keep:
+            del target.attrs[key]
+    for key, value in source.attrs.items():
+        if key in target.attrs and _same(target.attrs[key], value):
+            continue
+        target.attrs[key] = value
+
+
+def _same(a, b):
+    try:
+        return type(a) is type(b) and bool(np.all(np.asarray(a) == np.asarray(b)))
+    except Exception:  # noqa: BLE001 - incomparable: not the same
+        return False
 
 
 def read_analysis(path, keys=("time", "psi_deg", "kappa_min", "loss", "constant_metric",

@@ -114,7 +114,9 @@ def check_npz(path):
                     continue
                 with archive.open(member) as handle:
                     version = np.lib.format.read_magic(handle)
-                    shape, _, dtype = np.lib.format._read_array_header(handle, version)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(handle, max_header_size=1 << 16)
                 name = member.filename[:-4]
                 check_declared(path, f"array {name!r}", shape, dtype.itemsize, limit)
     except BadInput:
