@@ -65,12 +65,21 @@ class Loss:
         single = w.ndim == 1
         if single:
             w = w[None, :]
-        values, grads = self.function(w)
-        values = np.asarray(values, float)
-        grads = np.asarray(grads, float)
+        out = self.function(w)
+        if not isinstance(out, tuple) or len(out) != 2:
+            got = type(out).__name__ + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+            raise BadInput(f"loss {self.name!r} must return (values, gradients), got {got}")
+        values, grads = (np.asarray(part) for part in out)
+        for what, part in (("values", values), ("gradients", grads)):
+            if part.dtype.kind not in "fiu":
+                raise BadInput(f"loss {self.name!r} returned {what} of type {part.dtype}, not real "
+                               "numbers")
+        values = values.astype(float)
+        grads = grads.astype(float)
         if values.shape != (w.shape[0],) or grads.shape != w.shape:
             raise BadInput(f"loss {self.name!r} returned shapes {values.shape} and {grads.shape} "
                            f"for weights of shape {w.shape}; expected ({w.shape[0]},) and {w.shape}")
+
         if single:
             return float(values[0]), grads[0]
         return values, grads
@@ -359,31 +368,20 @@ def load_user_loss(spec):
         except Exception as error:
             message = str(error).splitlines()[0] if str(error) else ""
             raise BadInput(f"--loss {spec!r}: {attr} raised {type(error).__name__}: {message}") from None
-        return _checked_output(spec, attr, out, np.shape(w))
+        if isinstance(out, tuple) and len(out) == 2:
+            for what, part in zip(("values", "gradients"), out):
+                part = np.asarray(part)
+                if part.dtype.kind in "fiu" and part.ndim and part.shape[0]:
+                    finite = np.isfinite(part.reshape(part.shape[0], -1)).all(axis=1)
+                    if not finite.all():
+                        # never a verdict from non-finite numbers (the built-in losses
+                        # mark records without a value, like the first record of spike
+                        # rates, with NaN themselves)
+                        raise BadInput(f"--loss {spec!r}: {attr} returned non-finite {what} (first "
+                                       f"at row {int(np.flatnonzero(~finite)[0])} of the "
+                                       f"{part.shape[0]} records given to it)")
+        return out
     return Loss(attr, function, f"user loss {spec}")
-
-
-def _checked_output(spec, attr, out, shape):
-    """A user loss's ``(values (T,), gradients (T, n))``: real, finite, of those shapes;
-    anything else is :class:`BadInput` naming the loss (never a verdict)."""
-    if not isinstance(out, tuple) or len(out) != 2:
-        got = type(out).__name__ + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
-        raise BadInput(f"--loss {spec!r}: {attr} must return (values, gradients), got {got}")
-    arrays = []
-    for what, value, want in (("values", out[0], shape[:1]), ("gradients", out[1], shape)):
-        array = np.asarray(value)
-        if array.dtype.kind not in "fiu":
-            raise BadInput(f"--loss {spec!r}: {attr} returned {what} of type {array.dtype}, "
-                           "not real numbers")
-        if array.shape != tuple(want):
-            raise BadInput(f"--loss {spec!r}: {attr} returned {what} of shape {array.shape}, "
-                           f"expected {tuple(want)}")
-        finite = np.isfinite(array).reshape(array.shape[0], -1).all(axis=1) if array.size else []
-        if array.size and not finite.all():
-            raise BadInput(f"--loss {spec!r}: {attr} returned non-finite {what} (first at row "
-                           f"{int(np.flatnonzero(~finite)[0])} of the chunk)")
-        arrays.append(array.astype(float))
-    return arrays[0], arrays[1]
 
 
 def resolve_loss(spec, stats, layout, rule_name=None, params=None):

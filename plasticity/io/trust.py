@@ -84,7 +84,7 @@ def check_regular_file(path):
 def check_real(path, name, dtype):
     """Time, weights and drift must be real numbers (integers or floats)."""
     if np.dtype(dtype).kind not in "fiu":
-        raise BadInput(f"{path}: {name} holds {np.dtype(dtype)} values, not real numbers")
+        raise BadInput(f"{path}: {name} is not numeric (holds {np.dtype(dtype)} values, not real numbers)")
 
 
 def check_finite(path, name, values, first_record=0):
