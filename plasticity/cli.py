@@ -5,13 +5,29 @@ value; no traceback; nothing written); 3 the run diverged (log kept); 130 interr
 by SIGINT/SIGTERM (log kept); 1 anything else.
 """
 
-import argparse
-import json
-import os
 import signal
 import sys
 
-from .errors import BadInput, PlasticityError, RunStopped
+#: a SIGINT/SIGTERM that came while this module was still loading (:func:`main` ends
+#: the command with it)
+_EARLY_SIGNAL = []
+
+
+def _note_signal(signum, frame):
+    _EARLY_SIGNAL.append(signal.Signals(signum).name)
+
+
+try:   # as early as the command allows: nothing slow has been imported yet
+    signal.signal(signal.SIGTERM, _note_signal)
+    signal.signal(signal.SIGINT, _note_signal)
+except ValueError:   # imported outside the main thread
+    pass
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+from .errors import BadInput, PlasticityError, RunStopped  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,13 +177,27 @@ def _interrupt(signum, frame):
 def main(argv=None):
     # before any slow import (Brian2 takes a second or more): a SIGTERM that early
     # ends the command cleanly too, with exit code 130 and a message
+    previous = {}
     try:
-        signal.signal(signal.SIGTERM, _interrupt)
-        signal.signal(signal.SIGINT, _interrupt)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _interrupt)
     except ValueError:   # not the main thread (tests calling main in a thread)
         pass
     args = _parser().parse_args(argv)
     try:
+        return _dispatch(args)
+    finally:
+        # the command is over (its file closed): a signal now must not turn a finished
+        # command into a killed one while the interpreter shuts down; called from
+        # Python (argv given), the caller's handlers come back
+        for sig, handler in previous.items():
+            signal.signal(sig, _note_signal if argv is None else handler)
+
+
+def _dispatch(args):
+    try:
+        if _EARLY_SIGNAL:
+            raise KeyboardInterrupt(_EARLY_SIGNAL.pop())
         return COMMANDS[args.command](args)
     except BadInput as error:
         print(f"plasticity: error: {error}", file=sys.stderr)

@@ -185,10 +185,10 @@ every = "1 ms"
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 2 MB tmpfs mounted in tmp_path (skipped where mounting is not permitted)."""
+    """A 4 MB tmpfs mounted in tmp_path (skipped where mounting is not permitted)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
