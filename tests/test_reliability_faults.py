@@ -142,14 +142,15 @@ def test_runtime_runs_killed_at_random_moments(tmp_path):
 def test_standalone_killed_during_build_and_run(tmp_path):
     cache = tmp_path / "cache"
     config = tmp_path / "faults.toml"
+    # long enough in simulated time that the streaming run is still going when stopped
     data = {**CONFIG, "simulation": {**CONFIG["simulation"], "device": "cpp_standalone",
-                                     "duration": "20 s"}}
+                                     "duration": "3000 s"}, "record": {"every": "100 ms"}}
     config.write_text(tomli_w.dumps(data))
     env = {"PLASTICITY_CACHE": str(cache)}
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
     # stopped during the build: make and the compilers stop with it
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        tmp = tmp_path / f"tmp-build-{sig.name}"
+        tmp.mkdir()
         proc = _start(config, tmp_path / "build", env, tmp)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not _processes_under(cache):
@@ -163,6 +164,8 @@ def test_standalone_killed_during_build_and_run(tmp_path):
             f"build processes survived: {_processes_under(cache)}"
         assert not list(cache.rglob(".plasticity-built")), "a half-built slot is marked built"
         assert not list((tmp_path / "build").glob("*.h5"))   # no file before the program runs
+        if sig == signal.SIGTERM:   # (a SIGKILLed process can clean nothing up)
+            assert not list(tmp.glob("brian_*")), list(tmp.iterdir())
     # a later run rebuilds the slot and completes; then one stopped while streaming
     done = subprocess.run(plasticity_command() + ["run", str(config), "--out", str(tmp_path / "ok"),
                                                   "-q"], capture_output=True, text=True,
@@ -172,6 +175,8 @@ def test_standalone_killed_during_build_and_run(tmp_path):
     with h5py.File(done.stdout.split()[-1], "r") as f:
         assert f.attrs["status"] == "complete"
         reference = f["weights"][()]
+    tmp = tmp_path / "tmp-stream"
+    tmp.mkdir()
     proc = _start(config, tmp_path / "stream", env, tmp)
     wait_for_records(tmp_path / "stream", minimum=10, process=proc)
     proc.send_signal(signal.SIGTERM)
