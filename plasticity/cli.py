@@ -5,13 +5,30 @@ value; no traceback; nothing written); 3 the run diverged (log kept); 130 interr
 by SIGINT/SIGTERM (log kept); 1 anything else.
 """
 
-import argparse
-import json
-import os
+import signal
 import sys
 import time
 
-from .errors import BadInput, PlasticityError, RunStopped
+#: a SIGINT/SIGTERM that came while this module was still loading (:func:`main` ends
+#: the command with it)
+_EARLY_SIGNAL = []
+
+
+def _note_signal(signum, frame):
+    _EARLY_SIGNAL.append(signal.Signals(signum).name)
+
+
+try:   # as early as the command allows: nothing slow has been imported yet
+    signal.signal(signal.SIGTERM, _note_signal)
+    signal.signal(signal.SIGINT, _note_signal)
+except ValueError:   # imported outside the main thread
+    pass
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+from .errors import BadInput, PlasticityError, RunStopped  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +63,9 @@ def _parser():
                    help="override simulation.device")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar, no summary line, no compile notice")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the estimate says the run will not fit this machine's "
+                        "memory or the folder's free space")
 
     p = sub.add_parser("validate", help="check a config; print the resolved config with units",
                        description="Check a config without running it and print the resolved "
@@ -134,6 +154,10 @@ def _cmd_run(args):
         _check_out_dir(args.out, "--out ")
     else:
         _check_out_dir(results_dir(experiment), "")
+    from .sim.estimate import check_fits
+
+    check_fits(experiment, results_dir(experiment, args.out), force=args.force)
+
     if not args.quiet:
         from .sim.compile_notice import install
 
@@ -221,28 +245,12 @@ def _cmd_validate(args):
     network = getattr(experiment, "network", None)
     spec = tomllib.loads(network.spec.to_toml()) if network is not None else None
     print(config_text(resolved, spec))
-    print(_cost_line(resolved))
+    from .sim.estimate import estimate
+
+    print("estimate (before running; `plasticity run` refuses what cannot fit):")
+    for line in estimate(experiment).lines():
+        print(f"  {line}")
     return 0
-
-
-def _cost_line(resolved):
-    """What the run will cost: steps, records, the size of the weights log."""
-    sim = resolved.get("simulation") or resolved.get("dynamics") or {}
-    duration, dt = sim.get("duration"), sim.get("dt")
-    every = (resolved.get("record") or {}).get("every", sim.get("record_every"))
-    if not duration or not dt:
-        return "cost: unknown (no duration or dt)"
-    steps = round(duration / dt)
-    records = round(duration / every) + 1 if every else steps + 1
-    net = resolved.get("network") or {}
-    n = net.get("n_pre", 0) * net.get("n_post", 1) if net else None
-    if not n:
-        return f"cost: {steps:,} steps, {records:,} records"
-    generator = (net.get("topology") or {}).get("generator", "complete_bipartite_graph")
-    upto = "" if generator == "complete_bipartite_graph" else "at most "
-    size = records * n * 8
-    return (f"cost: {steps:,} steps of {upto}{n:,} synapses, {records:,} records "
-            f"(≈ {size / 1e6:.3g} MB of weights before compression)")
 
 
 def _cmd_rules(args):
@@ -332,13 +340,40 @@ COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "rules": _cmd_rules,
             "sweep": _cmd_sweep}
 
 
+def _interrupt(signum, frame):
+    """SIGTERM as SIGINT: a KeyboardInterrupt wherever the program is (a run installs
+    its own handlers, which stop it at the end of a step, once its file is open)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv=None):
+    # before any slow import (Brian2 takes a second or more): a SIGTERM that early
+    # ends the command cleanly too, with exit code 130 and a message
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _interrupt)
+    except ValueError:   # not the main thread (tests calling main in a thread)
+        pass
     parser, _ = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
     try:
+        return _dispatch(args)
+    finally:
+        # the command is over (its file closed): a signal now must not turn a finished
+        # command into a killed one while the interpreter shuts down; called from
+        # Python (argv given), the caller's handlers come back
+        for sig, handler in previous.items():
+            signal.signal(sig, _note_signal if argv is None else handler)
+
+
+def _dispatch(args):
+    try:
+        if _EARLY_SIGNAL:
+            raise KeyboardInterrupt(_EARLY_SIGNAL.pop())
         return COMMANDS[args.command](args)
     except BadInput as error:
         print(f"plasticity: error: {error}", file=sys.stderr)
@@ -352,8 +387,13 @@ def main(argv=None):
     except PlasticityError as error:
         print(f"plasticity: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("plasticity: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        by = f" by {error.args[0]}" if error.args else ""
+        if "plasticity.sim.session" in sys.modules:
+            from .sim.session import close_open_run_files
+
+            close_open_run_files(f"stopped{by or ' by SIGINT'}")
+        print(f"plasticity: interrupted{by}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # output piped into `head` and the like: not an error of ours

@@ -42,3 +42,13 @@ class Interrupted(RunStopped):
     """The run was stopped by SIGINT/SIGTERM: exit code 130, status ``interrupted``."""
 
     exit_code = 130
+
+
+class WriteFailed(PlasticityError):
+    """Writing a run file failed (a full disk, a lost share): exit code 1. The run
+    stops at the first failed write; ``path`` is the file kept (status ``failed``,
+    every record flushed before the failure readable), or None when none was kept."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path

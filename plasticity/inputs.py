@@ -243,3 +243,8 @@ def check_patterns(patterns, probabilities):
             raise ValueError("'probabilities' must be finite")
         if not sum(probabilities) > 0:
             raise ValueError("'probabilities' must not all be zero")
+        total = float(np.sum(probabilities))
+        if abs(total - 1.0) > 1e-9:
+            # refused rather than normalised behind the user's back (the stored config
+            # would show numbers the run did not use)
+            raise ValueError(f"'probabilities' sum to {total:g}, not 1")

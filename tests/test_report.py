@@ -269,7 +269,7 @@ def test_validate_prints_units_seed_and_cost(capsys):
     assert re.search(r"^rule\.tau_plus\s+16\.8 ms$", out, re.M)
     assert re.search(r"^inputs\.post_rates\s+\[2 Hz, 5 Hz", out, re.M)
     assert "network.init.low" not in out          # a constant init ignores the uniform bounds
-    assert out.strip().splitlines()[-1].startswith("cost: 50,000 steps of 200 synapses, 6 records")
+    assert "synapses: 200" in out and "steps: 50,000" in out and "records: 6 " in out
 
 
 def test_set_errors_name_set(capsys):

@@ -87,12 +87,21 @@ class Loss:
         single = w.ndim == 1
         if single:
             w = w[None, :]
-        values, grads = self.function(w)
-        values = np.asarray(values, float)
-        grads = np.asarray(grads, float)
+        out = self.function(w)
+        if not isinstance(out, tuple) or len(out) != 2:
+            got = type(out).__name__ + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+            raise BadInput(f"loss {self.name!r} must return (values, gradients), got {got}")
+        values, grads = (np.asarray(part) for part in out)
+        for what, part in (("values", values), ("gradients", grads)):
+            if part.dtype.kind not in "fiu":
+                raise BadInput(f"loss {self.name!r} returned {what} of type {part.dtype}, not real "
+                               "numbers")
+        values = values.astype(float)
+        grads = grads.astype(float)
         if values.shape != (w.shape[0],) or grads.shape != w.shape:
             raise BadInput(f"loss {self.name!r} returned shapes {values.shape} and {grads.shape} "
                            f"for weights of shape {w.shape}; expected ({w.shape[0]},) and {w.shape}")
+
         if single:
             return float(values[0]), grads[0]
         return values, grads
@@ -391,6 +400,8 @@ def load_user_loss(spec):
         module_spec = importlib.util.spec_from_file_location(f"plasticity_user_loss_{path.stem}", path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
+    except SystemExit as error:
+        raise BadInput(f"--loss {spec!r}: importing {path_text} called sys.exit({error.code!r})") from None
     except Exception as error:  # a user's module may raise anything
         message = str(error).splitlines()[0] if str(error) else ""
         raise BadInput(f"--loss {spec!r}: importing {path_text} failed: "
@@ -405,10 +416,25 @@ def load_user_loss(spec):
 
     def function(w):
         try:
-            return obj(w)
+            out = obj(w)
+        except SystemExit as error:
+            raise BadInput(f"--loss {spec!r}: {attr} called sys.exit({error.code!r})") from None
         except Exception as error:
             message = str(error).splitlines()[0] if str(error) else ""
             raise BadInput(f"--loss {spec!r}: {attr} raised {type(error).__name__}: {message}") from None
+        if isinstance(out, tuple) and len(out) == 2:
+            for what, part in zip(("values", "gradients"), out):
+                part = np.asarray(part)
+                if part.dtype.kind in "fiu" and part.ndim and part.shape[0]:
+                    finite = np.isfinite(part.reshape(part.shape[0], -1)).all(axis=1)
+                    if not finite.all():
+                        # never a verdict from non-finite numbers (the built-in losses
+                        # mark records without a value, like the first record of spike
+                        # rates, with NaN themselves)
+                        raise BadInput(f"--loss {spec!r}: {attr} returned non-finite {what} (first "
+                                       f"at row {int(np.flatnonzero(~finite)[0])} of the "
+                                       f"{part.shape[0]} records given to it)")
+        return out
     return Loss(attr, function, f"user loss {spec}")
 
 

@@ -14,7 +14,7 @@ Rate = quantity_type("rate")
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must never be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, allow_inf_nan=False)
 
 
 class Record(Strict):
@@ -27,10 +27,53 @@ class Record(Strict):
     spikes: bool = False
 
 
+#: the most time steps a run may have: step counts are exact integers up to here (and
+#: a run this long would take days); more is a config error, not a silent overflow
+MAX_STEPS = 10**12
+
+
+#: the longest experiment name: it becomes a folder name (results/<name>/)
+MAX_NAME_LENGTH = 100
+
+
+def check_name(name):
+    """An experiment ``name`` is a plain folder name: letters, digits, ``_ . -``, at
+    most :data:`MAX_NAME_LENGTH` characters, not ``.`` or ``..``."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{len(name)} characters, at most {MAX_NAME_LENGTH} (it names the "
+                         "results folder)")
+    if set(name) <= {"."}:
+        raise ValueError(f"{name!r} is not a folder name (it names the results folder)")
+    return name
+
+
 def is_multiple(value, step):
-    """Whether ``value`` is a whole number of ``step`` (to a relative 1e-6)."""
+    """Whether ``value`` is a whole number of ``step``: to 1e-9 of a step (what float
+    division of two decimal quantities leaves), so a value that would be rounded to a
+    whole number of steps, like 1.0000001 ms in steps of 1 ms, is not one."""
     ratio = value / step
-    return abs(ratio - round(ratio)) < 1e-6 * max(1.0, ratio)
+    if not math.isfinite(ratio) or ratio > MAX_STEPS:
+        return False
+    return abs(ratio - round(ratio)) < max(1e-9, 1e-14 * ratio)
+
+
+def check_steps(duration, dt, every):
+    """The run keys' step counts: ``simulation.duration`` and ``record.every`` whole
+    numbers of ``simulation.dt``, at most :data:`MAX_STEPS` steps. Raises ValueError
+    naming the key."""
+    steps = duration / dt
+    if not math.isfinite(steps) or steps > MAX_STEPS:
+        raise ValueError(f"simulation.dt: {dt:g} s gives {steps:.3g} steps for simulation.duration "
+                         f"= {duration:g} s, more than the {MAX_STEPS:.0e} a run can take")
+    if not is_multiple(every, dt):
+        raise ValueError(f"record.every: {every!r} s is not a whole multiple of simulation.dt "
+                         f"= {dt!r} s")
+    if not is_multiple(duration, dt):
+        raise ValueError(f"simulation.duration: {duration!r} s is not a whole multiple of "
+                         f"simulation.dt = {dt!r} s")
+    if every > duration:
+        raise ValueError(f"record.every: {every:g} s is longer than simulation.duration "
+                         f"= {duration:g} s")
 
 
 def flat(value):
@@ -60,7 +103,9 @@ def describe_error(first, model):
     """One line from the first error (a dict of ``ValidationError.errors()``) of
     validating ``model``: the key path, what is wrong, the allowed values where there is
     a list of them."""
-    loc = [str(part) for part in first["loc"]]
+    # pydantic names the members of a union (``function-after[...]``, ``list[...]``)
+    # in the location: not keys a user wrote
+    loc = [str(part) for part in first["loc"] if not (isinstance(part, str) and "[" in part)]
     key = ".".join(loc)
     kind, msg = first["type"], first["msg"]
     if kind == "extra_forbidden":

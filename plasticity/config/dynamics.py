@@ -17,14 +17,14 @@ The run and record keys are spelt as in every other experiment::
     every = "10 ms"
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomli_w
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..systems import SYSTEMS, SystemConfig, make_system
-from .common import Strict, Time, describe_error, first_error, is_multiple
+from .common import Strict, Time, check_name, check_steps, describe_error, first_error, is_multiple
 
 
 class DynamicsSimulation(Strict):
@@ -46,7 +46,7 @@ class DynamicsExperiment(Strict):
     """A resolved ``kind = "dynamics"`` experiment."""
 
     kind: Literal["dynamics"]
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Annotated[str, AfterValidator(check_name)] = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     description: str = ""
     dynamics: SystemConfig
@@ -55,15 +55,7 @@ class DynamicsExperiment(Strict):
 
     @model_validator(mode="after")
     def _steps(self):
-        sim, every = self.simulation, self.record.every
-        if not is_multiple(every, sim.dt):
-            raise ValueError(f"record.every: {every:g} s is not a multiple of simulation.dt = {sim.dt:g} s")
-        if not is_multiple(sim.duration, sim.dt):
-            raise ValueError(f"simulation.duration: {sim.duration:g} s is not a multiple of "
-                             f"simulation.dt = {sim.dt:g} s")
-        if every > sim.duration:
-            raise ValueError(f"record.every: {every:g} s is longer than simulation.duration "
-                             f"= {sim.duration:g} s")
+        check_steps(self.simulation.duration, self.simulation.dt, self.record.every)
         return self
 
     @property

@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import tomli_w
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..inputs import check_patterns
 from ..rules import RULES
 from ..units import dimension_of, parse_quantity
-from .common import Rate, Record, Strict, Time, all_finite, is_multiple
+from .common import check_name, Rate, Record, Strict, Time, all_finite, check_steps, is_multiple
 from .models import available_models, load_model_spec
 
 class Init(Strict):
@@ -219,7 +219,7 @@ class Simulation(Strict):
 class Experiment(Strict):
     """A resolved rate or spiking experiment: what :func:`plasticity.sim.run` needs."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Annotated[str, AfterValidator(check_name)] = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0, le=2**32 - 1)   # Brian2/NumPy legacy seeds are 32 bit
     description: str = ""
     network: Network
@@ -234,15 +234,7 @@ class Experiment(Strict):
         if self.inputs.size is not None and self.inputs.size != self.network.n_pre:
             raise ValueError(f"inputs: {self.inputs.size} inputs described but network.n_pre = "
                              f"{self.network.n_pre}")
-        dt, every, duration = self.simulation.dt, self.record.every, self.simulation.duration
-        if not is_multiple(every, dt):
-            raise ValueError(f"record.every: {every:g} s is not a multiple of simulation.dt = {dt:g} s")
-        if not is_multiple(duration, dt):
-            raise ValueError(f"simulation.duration: {duration:g} s is not a multiple of "
-                             f"simulation.dt = {dt:g} s")
-        if every > duration:
-            raise ValueError(f"record.every: {every:g} s is longer than simulation.duration "
-                             f"= {duration:g} s")
+        check_steps(self.simulation.duration, self.simulation.dt, self.record.every)
         return self
 
     def to_dict(self):
@@ -293,9 +285,12 @@ def _check_spiking(experiment):
                 raise ValueError(f"network.params.{key}: expected a value like {known[key]!r}, got {value!r}")
             if isinstance(known[key], str):
                 try:
-                    parse_quantity(value, dimension_of(known[key]))
+                    quantity = parse_quantity(value, dimension_of(known[key]))
                 except ValueError as error:
                     raise ValueError(f"network.params.{key}: {error}") from None
+                if key.startswith("tau") and not quantity > 0:
+                    raise ValueError(f"network.params.{key}: a time constant must be > 0, "
+                                     f"got {value!r}")
     inputs = experiment.inputs
     if inputs.modulation is not None:
         if spec.recurrent:

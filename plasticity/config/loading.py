@@ -17,6 +17,8 @@ _SET = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)=(.*)$", re.S)
 def parse_override(text):
     """``"rule.eta=0.01"`` -> ``(["rule", "eta"], 0.01)``. The value is read as a TOML
     value (number, string, array, boolean), else kept as a plain string."""
+    if "\n" in text or "\r" in text:
+        raise ConfigError(f"--set {text!r}: contains a line break (one key.path=value per --set)")
     match = _SET.match(text.strip())
     if not match:
         raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. rule.eta=0.01")
@@ -56,6 +58,13 @@ def read_toml(path):
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (TOML) file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied (not readable)") from None
+    except OSError as error:
+        reason = "symlink loop" if error.errno == 40 else (error.strerror or type(error).__name__)
+        raise ConfigError(f"{path}: cannot read the config: {reason}") from None
 
 
 def validate(data, source="config"):

@@ -28,8 +28,13 @@ from ..inputs import SharedProductStats
 from ..rules import RULES, SpikeRates
 from .codecs import group_name, read_input_stats, write_certificate
 from .layout import Layout
+from .trust import (check_declared, check_finite, check_hdf5_objects, check_npz, check_real,
+                    check_regular_file)
 
-__all__ = ["Run", "open_run", "write_analysis", "CHUNK_BYTES"]
+__all__ = ["Run", "open_run", "write_analysis", "read_analysis", "CHUNK_BYTES"]
+
+#: larger weights are refused: their squares (in losses, norms) overflow
+MAX_ABS_VALUE = 1e150
 
 #: target size of one chunk of records read at once, bytes
 CHUNK_BYTES = 2 << 20
@@ -77,10 +82,7 @@ class Run:
         self._rates = None
         self.state_names = ()
         self.has_drift = False
-        if not self.path.exists():
-            raise BadInput(f"{self.path}: no such file")
-        if self.path.is_dir():
-            raise BadInput(f"{self.path}: is a directory, not a run file")
+        check_regular_file(self.path)
         try:
             if self.path.suffix == ".npz" or _is_zip(self.path):
                 self._open_npz()
@@ -88,12 +90,18 @@ class Run:
                 self._open_hdf5()
             if self.n_records < 1:
                 raise BadInput(f"{self.path}: holds no records")
+            if self.has_drift and self._file is not None:
+                # a given drift decides the verdict: every number of it must be finite
+                # (read once, in chunks)
+                for start, stop in self.chunks():
+                    self.read_drift(start, stop)
         except BadInput:
             self.close()
             raise
 
     # -- opening -------------------------------------------------------------------
     def _open_npz(self):
+        check_npz(self.path)
         try:
             self._npz = np.load(self.path, allow_pickle=False)
             names = set(self._npz.files)
@@ -107,7 +115,18 @@ class Run:
 
         def numeric(name):
             try:
-                return np.asarray(self._npz[name], float)
+                raw = self._npz[name]
+            except Exception as error:   # object arrays, a damaged member
+                self.close()
+                raise BadInput(f"{self.path}: array {name!r} is not numeric "
+                               f"({type(error).__name__})") from None
+            try:
+                check_real(self.path, f"array {name!r}", raw.dtype)
+            except BadInput:
+                self.close()
+                raise
+            try:
+                return np.asarray(raw, float)
             except Exception as error:   # object arrays, strings, a damaged member
                 self.close()
                 raise BadInput(f"{self.path}: array {name!r} is not numeric "
@@ -115,6 +134,12 @@ class Run:
         self._weights = numeric("weights")
         self._drift = numeric("drift") if "drift" in names else None
         time = numeric("time")
+        if self._drift is not None:
+            try:
+                check_finite(self.path, "array 'drift'", self._drift)
+            except BadInput:
+                self.close()
+                raise
         self._setup_minimal(time, self._weights.shape, None if self._drift is None else self._drift.shape)
 
     def _open_hdf5(self):
@@ -123,10 +148,11 @@ class Run:
         try:
             self._file = h5py.File(self.path, "r")
         except Exception as error:
-            kind = "not an HDF5 file" if "signature" in str(error) else "cannot be opened (corrupt or truncated?)"
-            raise BadInput(f"{self.path}: {kind}") from None
+            raise BadInput(f"{self.path}: {_open_problem(error)}") from None
         f = self._file
         try:
+            check_hdf5_objects(self.path, f)
+            _check_not_being_written(self.path, f)
             fmt = f.attrs.get("format")
             fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
             if "weights" not in f or "time" not in f:
@@ -136,6 +162,12 @@ class Run:
                 raise BadInput(f"{self.path}: /weights is not a (records, weights) array")
             if not isinstance(f["time"], h5py.Dataset) or f["time"].ndim != 1:
                 raise BadInput(f"{self.path}: /time is not a 1-D array")
+            for name in ("time", "weights", "drift"):
+                if name in f and isinstance(f[name], h5py.Dataset):
+                    check_real(self.path, f"/{name}", f[name].dtype)
+            check_declared(self.path, "/time", f["time"].shape)
+            # one record of weights (and of drift) is read at once at least
+            check_declared(self.path, "/weights", (1, f["weights"].shape[1]))
             time = f["time"][()].astype(float)
         except BadInput:
             self.close()
@@ -221,6 +253,8 @@ class Run:
                 raise BadInput(f"{self.path}: bad rule parameter in /config: {error}") from None
         if "synapses" not in f or "pre" not in f["synapses"] or "post" not in f["synapses"]:
             raise BadInput(f"{self.path}: lacks /synapses/pre and /synapses/post")
+        check_declared(self.path, "/synapses/pre", f["synapses/pre"].shape)
+        check_declared(self.path, "/synapses/post", f["synapses/post"].shape)
         self.pre = f["synapses/pre"][()].astype(np.intp)
         self.post = f["synapses/post"][()].astype(np.intp)
         S = self._weights.shape[1]
@@ -232,6 +266,8 @@ class Run:
         if S and (self.pre.max() >= self.n_pre or self.post.max() >= self.n_post or self.pre.min() < 0
                   or self.post.min() < 0):
             raise BadInput(f"{self.path}: synapse indices exceed n_pre={self.n_pre}, n_post={self.n_post}")
+        # the dense weight matrix of a record (n_post × n_pre) is built from these
+        check_declared(self.path, "network.n_pre × n_post in /config", (self.n_post, self.n_pre))
         self.n_synapses = S
         self._state = {}
         if "state" in f:
@@ -250,6 +286,12 @@ class Run:
             lengths.append(self._drift.shape[0])
             self.has_drift = True
         T = min(lengths)
+        if "records" in f.attrs:
+            # what the writer confirmed on disk (a run stopped by a failed write)
+            T = min(T, max(0, int(f.attrs["records"])))
+        for data in [self._weights, self._drift, *self._state.values()]:
+            if data is not None:
+                T = min(T, _written_rows(data, T))
         self.time = time[:T]
         self.n_records = T
         self._rates = None
@@ -262,6 +304,8 @@ class Run:
                 self.n_records = T
             else:
                 self.stats_error = "no /rates/pre and /rates/post"
+        if "inputs" in f:
+            _check_inputs(self.path, f["inputs"])
         if "inputs" in f and self._rates is None:
             try:
                 self.stats = read_input_stats(f["inputs"])
@@ -324,6 +368,11 @@ class Run:
         if not np.all(np.isfinite(w)):
             raise BadInput(f"{self.path}: non-finite weights in records {start}..{stop} "
                            "(a diverged run? analyze the records before it)")
+        biggest = float(np.max(np.abs(w))) if w.size else 0.0
+        if biggest > MAX_ABS_VALUE:
+            # squares and products of such numbers overflow to inf: no verdict from them
+            raise BadInput(f"{self.path}: weights too large to analyse (|w| = {biggest:.3g} in "
+                           f"records {start}..{stop}; at most {MAX_ABS_VALUE:g})")
         return w
 
     def weights(self, start=0, stop=None):
@@ -378,7 +427,9 @@ class Run:
 
     def read_drift(self, start=0, stop=None):
         stop = self.n_records if stop is None else min(stop, self.n_records)
-        return np.asarray(self._drift[start:stop], float)
+        drift = np.asarray(self._drift[start:stop], float)
+        check_finite(self.path, "/drift", drift, start)
+        return drift
 
     def close(self):
         if self._file is not None:
@@ -401,6 +452,84 @@ class Run:
                 f"status={self.status!r}, records={self.n_records}, weights={self.n_synapses})")
 
 
+def _written_rows(data, rows):
+    """How many of the first ``rows`` rows of a chunked dataset lie in chunks that were
+    written: a chunk lost to a failed write reads back as zeros (the fill value), so
+    the records stop before the first missing chunk."""
+    chunks = data.chunks
+    if not chunks or rows == 0:
+        return rows
+    step = chunks[0]
+    per_row = 1
+    for size, chunk in zip(data.shape[1:], chunks[1:]):
+        per_row *= -(-size // chunk)
+    try:
+        if data.id.get_num_chunks() >= per_row * -(-rows // step):
+            return rows
+        for start in range(0, rows, step):
+            if data.id.get_chunk_info_by_coord((start,) + (0,) * (data.ndim - 1)).byte_offset is None:
+                return start
+    except (AttributeError, ValueError, RuntimeError, KeyError):
+        pass
+    return rows
+
+
+def _open_problem(error):
+    """Why HDF5 could not open a file, in words: not HDF5, locked, not permitted, or
+    damaged."""
+    text = str(error)
+    if "signature" in text:
+        return "not an HDF5 file"
+    if "lock" in text:
+        return ("locked by another process (a run still being written?); analyze it when "
+                "the run has ended")
+    if getattr(error, "errno", None) == 13 or "Permission denied" in text or "errno = 13" in text:
+        return "permission denied"
+    return "cannot be opened (corrupt or truncated?)"
+
+
+def _writer_alive(f):
+    """Whether the process that wrote a ``running`` file still runs on this host
+    (None when the file does not say, or it was written on another host)."""
+    import os
+    import socket
+
+    host = f.attrs.get("writer_host")
+    pid = f.attrs.get("writer_pid")
+    if host is None or pid is None:
+        return None
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True if not isinstance(pid, str) else None
+    return True
+
+
+def _check_not_being_written(path, f):
+    """A run whose writer still runs is refused: its file changes under the reader."""
+    status = f.attrs.get("status")
+    status = status.decode() if isinstance(status, bytes) else status
+    if status == "running" and _writer_alive(f):
+        raise BadInput(f"{path}: still being written (its run, process {int(f.attrs['writer_pid'])}, "
+                       "is running); analyze it when the run has ended")
+
+
+def _check_inputs(path, group):
+    """Every number of ``/inputs`` finite and of a size the reader may load."""
+    import h5py
+
+    for name, data in group.items():
+        if isinstance(data, h5py.Dataset) and data.dtype.kind in "fiuc":
+            check_real(path, f"/inputs/{name}", data.dtype)
+            check_declared(path, f"/inputs/{name}", data.shape, data.dtype.itemsize)
+            check_finite(path, f"/inputs/{name}", data[()])
+
+
 def _is_zip(path):
     """Whether the file starts like a zip archive (an .npz under another name)."""
     try:
@@ -418,24 +547,133 @@ def open_run(path):
 def write_analysis(path, certificates, doc=None):
     """Store certificates in ``/analysis/<loss>/`` of an HDF5 file (the layout:
     :func:`plasticity.io.codecs.write_certificate`), leaving the rest of the file as it
-    is. Returns False for ``.npz`` inputs (nothing written).
+    is. Returns False (nothing written) for ``.npz`` inputs and for a file whose status
+    is still ``running`` (only its run writes it).
+
+    The group is replaced as a whole: afterwards it holds exactly these certificates
+    (the groups of other losses are deleted). While it is written its attribute
+    ``complete`` is False, and readers (:func:`read_analysis`) take such a group for no
+    analysis at all, so nobody sees a mix of two analyses. Rewrites do not grow the
+    file: arrays of an unchanged shape are overwritten where they are, and text
+    attributes are written only when they change (HDF5 does not reuse the space of
+    replaced text attributes once the file was closed).
     """
     import h5py
 
     path = Path(path)
-    if path.suffix == ".npz":
+    if path.suffix == ".npz" or _is_zip(path):
         return False
+    # the new analysis is built in memory first, then copied over the old one
+    scratch = h5py.File(f"analysis-{id(certificates)}", "w", driver="core", backing_store=False)
     try:
+        new = scratch.create_group("analysis")
+        for cert in certificates:
+            name = group_name(cert.loss_name)
+            if name in new:
+                del new[name]
+            write_certificate(new.create_group(name), cert)
+        if doc is not None:
+            new.attrs["document"] = json.dumps(doc)
         with h5py.File(path, "r+") as f:
+            status = f.attrs.get("status")
+            status = status.decode() if isinstance(status, bytes) else status
+            if status == "running":
+                return False
+            if "analysis" in f and not isinstance(f["analysis"], h5py.Group):
+                del f["analysis"]
             root = f.require_group("analysis")
-            for cert in certificates:
-                name = group_name(cert.loss_name)
-                if name in root:
-                    del root[name]
-                write_certificate(root.create_group(name), cert)
-            if doc is not None:
-                root.attrs["document"] = json.dumps(doc)
+            root.attrs["complete"] = False
+            f.flush()
+            _sync_group(new, root)
+            root.attrs["complete"] = True
             f.flush()
     except OSError as error:
-        raise BadInput(f"{path}: cannot write /analysis ({str(error).splitlines()[0]})") from None
+        raise BadInput(f"{path}: cannot write /analysis ({_open_problem(error)}: "
+                       f"{str(error).splitlines()[0][:200]})") from None
+    finally:
+        scratch.close()
     return True
+
+
+def _sync_group(source, target):
+    """Make ``target`` hold what ``source`` holds (groups, datasets, attributes),
+    reusing the space of what is already there."""
+    import h5py
+
+    for name in list(target):
+        if name not in source:
+            del target[name]
+    for name, item in source.items():
+        if isinstance(item, h5py.Group):
+            if name in target and not isinstance(target[name], h5py.Group):
+                del target[name]
+            _sync_group(item, target.require_group(name))
+            continue
+        data = item[()]
+        old = target.get(name)
+        if (isinstance(old, h5py.Dataset) and old.shape == item.shape and old.dtype == item.dtype
+                and old.chunks is None):
+            old[...] = data
+        else:
+            if old is not None:
+                del target[name]
+            target.create_dataset(name, data=data)
+    keep = set(source.attrs) | {"complete"}
+    for key in list(target.attrs):
+        if key not in keep:
+            del target.attrs[key]
+    for key, value in source.attrs.items():
+        if key in target.attrs and _same(target.attrs[key], value):
+            continue
+        target.attrs[key] = value
+
+
+def _same(a, b):
+    try:
+        return type(a) is type(b) and bool(np.all(np.asarray(a) == np.asarray(b)))
+    except Exception:  # noqa: BLE001 - incomparable: not the same
+        return False
+
+
+def read_analysis(path, keys=("time", "psi_deg", "kappa_min", "loss", "constant_metric",
+                              "descent", "moving")):
+    """The stored certificates of a file, ``{loss: {key: array, "verdict": str}}``;
+    empty when there is none (or the last write did not complete). :class:`BadInput`
+    for a file that is not a readable HDF5 file or whose ``/analysis`` is not a group
+    of certificate groups."""
+    import h5py
+
+    path = Path(path)
+    check_regular_file(path)
+    out = {}
+    if path.suffix == ".npz" or _is_zip(path):
+        return out
+    try:
+        f = h5py.File(path, "r")
+    except Exception as error:
+        raise BadInput(f"{path}: {_open_problem(error)}") from None
+    with f:
+        check_hdf5_objects(path, f)
+        if "analysis" not in f:
+            return out
+        group = f["analysis"]
+        if not isinstance(group, h5py.Group):
+            raise BadInput(f"{path}: /analysis is not a group (a damaged or foreign file); "
+                           "delete it and analyze again")
+        if not group.attrs.get("complete", True):
+            return out
+        for name, g in group.items():
+            if not isinstance(g, h5py.Group):
+                raise BadInput(f"{path}: /analysis/{name} is not a certificate group")
+            entry = {}
+            for key in keys:
+                if key in g:
+                    data = g[key]
+                    if not isinstance(data, h5py.Dataset) or data.dtype.kind not in "fiub":
+                        raise BadInput(f"{path}: /analysis/{name}/{key} is not numeric")
+                    check_declared(path, f"/analysis/{name}/{key}", data.shape, data.dtype.itemsize)
+                    entry[key] = data[()]
+            verdict = g.attrs.get("verdict", "")
+            entry["verdict"] = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+            out[name] = entry
+    return out

@@ -18,6 +18,16 @@ from ..systems import integrate
 from .session import Progress, run_path
 
 
+#: labels up to this many bytes go in the ``labels`` attribute (HDF5 object headers
+#: hold at most 64 KiB); a larger system's labels are left out
+MAX_LABEL_BYTES = 32 << 10
+
+
+def _labels(system):
+    labels = np.array(system.labels, dtype="S")
+    return {"labels": labels} if labels.nbytes <= MAX_LABEL_BYTES else {}
+
+
 def run(experiment, options):
     """Integrate a :class:`~plasticity.config.DynamicsExperiment` and write its run
     file; return the path. Raises :class:`~plasticity.errors.Diverged` (file kept,
@@ -30,7 +40,7 @@ def run(experiment, options):
                            seed=experiment.seed, pre=np.arange(n), post=np.zeros(n, int),
                            attrs={"device": "numpy", "n_pre": n, "n_post": 1, "dt": sim.dt,
                                   "record_every": experiment.record.every, "kind": "dynamics",
-                                  "labels": np.array(system.labels, dtype="S")})
+                                  **_labels(system)})
     steps, every = experiment.steps
     started = _time.time()
     times, states = [], []

@@ -80,7 +80,13 @@ def make_topology(experiment, rng):
     except ConfigError:
         raise
     except Exception as error:  # networkx's own argument errors
-        raise ConfigError(f"network.topology: {gen_name}({args}) failed: {error}") from None
+        # some networkx errors carry no text (a KeyError of a missing argument, ...):
+        # name the error type and what it was about
+        reason = str(error).strip() or "no reason given"
+        if isinstance(error, TypeError) and "argument" in reason:
+            reason = f"wrong arguments: {reason}"
+        raise ConfigError(f"network.topology: {gen_name}({', '.join(f'{k}={v!r}' for k, v in args.items())}) "
+                          f"failed: {type(error).__name__}: {reason}") from None
     edges = sorted(set(edges))
     if not edges:
         raise ConfigError(f"network.topology: {gen_name} made no synapses")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Diverged, Interrupted
+from ..errors import Diverged, Interrupted, WriteFailed
 from ..io import RunFile, new_run_path
 from ..io.codecs import write_input_stats
 
@@ -119,6 +119,16 @@ def check_finite(weights, state, bound):
     return None
 
 
+def close_open_run_files(message):
+    """Close the run files this process left open as ``interrupted`` (a signal that
+    came between creating a file and running)."""
+    import sys as _sys
+
+    writer = _sys.modules.get("plasticity.io.writer")
+    if writer is not None:
+        writer.close_open_files("interrupted", message)
+
+
 def open_run_file(experiment, rule, parts, options, device, *, inputs=None, extra_sizes=None,
                   attrs=None):
     """Create the run file of a Brian2 experiment and write its metadata: the config
@@ -157,7 +167,13 @@ def drive(experiment, network, record, runfile, bar):
     outcome = {"status": None, "message": None, "time": None}
 
     def check(now):
-        problem = record(now)
+        try:
+            problem = record(now)
+        except WriteFailed as error:
+            # the disk is full (or gone): stop at the first failed write
+            outcome.update(status="failed", time=now, message=str(error))
+            network.stop()
+            return
         if problem:
             outcome.update(status="diverged", time=now, message=problem)
             network.stop()
@@ -166,7 +182,8 @@ def drive(experiment, network, record, runfile, bar):
                           name="recorder")
     def recorder(t):
         # runs before the step's updates: the record at time t is the state at t
-        check(float(t / b2.second))
+        if outcome["status"] != "failed":
+            check(float(t / b2.second))
 
     def on_signal(signum):
         outcome.update(status="interrupted", message=f"stopped by {signal.Signals(signum).name}")
@@ -195,7 +212,9 @@ def finish(runfile, rule, outcome, now):
     """Close ``runfile`` with the outcome's status; raise :class:`Diverged` or
     :class:`Interrupted` (the file kept) when the run did not complete."""
     status = outcome["status"] or "complete"
-    runfile.close(status, outcome["message"])
+    runfile.close(status, outcome["message"])   # WriteFailed if the last write failed
+    if status == "failed":
+        raise WriteFailed(runfile.failure_message(), path=runfile.path)
     if status == "diverged":
         raise Diverged(f"run diverged at t = {outcome['time']:g} s under rule "
                        f"{rule.name!r}: {outcome['message']} (log kept: {runfile.path})",

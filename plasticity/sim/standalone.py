@@ -131,6 +131,60 @@ class _BuildDir:
             self.lock = None
 
 
+#: written into a build folder after its program was built completely; a folder without
+#: it (a build killed half-way leaves object files that look up to date) is cleaned first
+BUILT_MARKER = ".plasticity-built"
+
+
+def _build(device, folder):
+    """Generate the code with Brian2, then compile it with ``make`` in a process group
+    of its own: stopped as a whole (make and its compilers) when the run is stopped or
+    fails, killed with the Python process (make gets SIGKILL when Python dies and
+    starts no further compiler). The slot is marked built only after make succeeded."""
+    import brian2 as b2
+
+    marker = folder.path / BUILT_MARKER
+    complete = marker.exists()
+    if complete:
+        marker.unlink()
+    device.build(directory=str(folder.path), compile=False, run=False, with_output=False,
+                 clean=False)
+    make = b2.prefs.devices.cpp_standalone.make_cmd_unix
+    args = " ".join(b2.prefs.devices.cpp_standalone.extra_make_args_unix)
+    command = f"{make} {args}" if complete else f"{make} clean >/dev/null 2>&1; {make} {args}"
+    log = folder.path / "make.log"
+    with open(log, "wb") as output:
+        proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=folder.path, stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+    try:
+        code = proc.wait()
+    except BaseException:
+        _stop_group(proc)
+        raise
+    if code != 0:
+        detail = log.read_text(errors="replace").strip()[-1500:]
+        raise RuntimeError(f"compiling the standalone program in {folder.path} failed (make exit "
+                           f"code {code}): {detail}")
+    marker.write_text("built\n")
+
+
+def _stop_group(proc):
+    """Stop a process and everything in its process group (make and its compilers)."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            proc.wait(timeout=wait)
+            # make is gone; its compilers may take a moment more
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (subprocess.TimeoutExpired, ProcessLookupError, PermissionError):
+            continue
+        break
+
+
 def _die_with_parent():
     """preexec_fn: the program gets SIGKILL when the Python process dies (Linux)."""
     try:
@@ -199,8 +253,7 @@ def run(experiment, options):
         parts.network.run((n_steps + 1) * sim.dt * b2.second if record else sim.duration * b2.second,
                           namespace={})
         started = _time.time()
-        device.build(directory=str(folder.path), compile=True, run=False, with_output=False,
-                     clean=False)
+        _build(device, folder)
         timings["build"] = _time.time() - started
         command = _command(device, folder.path)
         env = _environment(device)

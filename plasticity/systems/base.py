@@ -11,7 +11,7 @@ class SystemParams(BaseModel):
     """The ``[dynamics]`` section of a ``kind = "dynamics"`` experiment: ``system``,
     the initial state ``w0`` and the system's own parameters. Unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     w0: list[float] | None = None
 
 
