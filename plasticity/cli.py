@@ -78,6 +78,10 @@ def _cmd_run(args):
         _check_out_dir(args.out, "--out ")
     else:
         _check_out_dir(results_dir(experiment), "")
+    if getattr(experiment, "kind", None) != "dynamics":
+        from .sim.brian import import_brian2
+
+        import_brian2()     # without matplotlib: a run never plots (plasticity/sim/brian.py)
     path = run(experiment, out_dir=args.out, progress=not args.quiet)
     print(path)
     return 0
