@@ -179,7 +179,7 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
     """
     kind = drift_kind_for(run, drift)
     S = run.n_synapses
-    certifiers = [Certifier(S) for _ in losses]
+    certifiers = [Certifier(S, post=run.post) for _ in losses]
     h = 0
     if kind == "window":
         h = _window_for(run, window)
@@ -433,6 +433,17 @@ def _fmt(x, spec=".3g"):
     return "-" if x is None else format(x, spec)
 
 
+def _structured_cell(structured):
+    """The best structured fit (n too large for the dense one): residual (family)."""
+    if not structured:
+        return "n/a"
+    found = {k: v for k, v in structured["relative_residual"].items() if v is not None}
+    if not found:
+        return "n/a"
+    family = structured["chosen"] or min(found, key=found.get)
+    return f"{_fmt(found[family], '.3f')} ({family})"
+
+
 def format_table(doc):
     """A readable table of an :func:`analyze_file` document."""
     lines = [f"run:    {doc['run']}",
@@ -452,7 +463,7 @@ def format_table(doc):
             "/".join(_fmt(psi[k], ".3g") for k in ("median", "p95", "max")),
             "/".join(_fmt(kap[k], ".3g") for k in ("median", "p95", "max")),
             _fmt(r["scalar_metric"]["relative_residual"], ".3f"),
-            _fmt(const["relative_residual"], ".3f") if const else "n/a",
+            _fmt(const["relative_residual"], ".3f") if const else _structured_cell(r.get("structured_metric")),
             r["verdict"],
         ))
     if rows:
