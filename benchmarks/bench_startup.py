@@ -86,9 +86,17 @@ def write_config(path, device):
 
 
 def wall(command, env):
+    """Wall-clock seconds of a whole process; its CPU seconds (user + system, with its
+    own children: compiler, standalone program) go to CPU[command name]."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed
 
 
 def main():
@@ -115,11 +123,15 @@ def main():
                            PLASTICITY_CACHE=str(tmp / "cache-baseline"))
             print(f"warm-up run, baseline: {wall(run_cmd, old_env):.2f} s", file=sys.stderr)
         ours, theirs, help_times, bare, old = [], [], [], [], []
+        cpu = {"ours": [], "theirs": [], "old": []}
         for k in range(args.pairs):
             if old_env is not None:
                 old.append(wall(run_cmd, old_env))
+                cpu["old"].append(wall.cpu)
             ours.append(wall(run_cmd, env))
+            cpu["ours"].append(wall.cpu)
             theirs.append(wall([sys.executable, str(script), str(tmp / f"np{k}.h5")], env))
+            cpu["theirs"].append(wall.cpu)
             help_times.append(wall([*plasticity, "--help"], env))
             bare.append(wall([sys.executable, "-c", "pass"], env))
             print(f"pair {k}: plasticity {ours[-1]:.2f} s, numpy {theirs[-1]:.2f} s, "
@@ -143,6 +155,16 @@ def main():
     if old:
         print(f"ratio baseline / NumPy: median of pairs **{statistics.median(old_ratios):.2f}** "
               f"(pairs: {', '.join(f'{r:.2f}' for r in old_ratios)})")
+    # CPU time (user + system of the process and its children) is less sensitive to
+    # other jobs than the wall clock; it counts the writer thread's work in full
+    print("\nCPU seconds (user + system, children included), medians: "
+          + ", ".join(f"{name} {statistics.median(times):.2f}"
+                      for name, times in [("plasticity run", cpu["ours"]),
+                                          ("baseline", cpu["old"]),
+                                          ("NumPy script", cpu["theirs"])] if times)
+          + f"; ratio plasticity / NumPy {statistics.median(a / b for a, b in zip(cpu['ours'], cpu['theirs'])):.2f}"
+          + (f", baseline / NumPy {statistics.median(a / b for a, b in zip(cpu['old'], cpu['theirs'])):.2f}"
+             if cpu["old"] else ""))
 
 
 if __name__ == "__main__":

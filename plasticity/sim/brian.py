@@ -13,6 +13,9 @@ unimportable for the duration of that import only (a ``None`` entry in
 Brian2 handles: matplotlib not installed). The entries are removed again afterwards,
 so matplotlib stays importable for everything that follows.
 
+``pytest`` is hidden the same way: Brian2's ``brian2.tests`` imports it (a few hundred
+ms) only for ``brian2.test()``, its own test suite, which then reports pytest missing.
+
 The only difference it makes: the ``brian2`` namespace lacks pyplot's names
 (``plot``, ``show``, …), so ``from brian2 import *`` then brings no plotting functions.
 That is why the command line uses it (``plasticity run`` never plots and runs no user
@@ -20,10 +23,15 @@ code after the import), while importing :mod:`plasticity.sim` from a notebook le
 Brian2's import alone. If Brian2 or matplotlib is already imported, nothing changes.
 """
 
+import json
+import os
+import shutil
 import sys
+from pathlib import Path
 
-#: the modules Brian2's import would load only to re-export or version-check them
-_HIDDEN = ("pylab", "matplotlib")
+#: the modules Brian2's import would load only to re-export or version-check them, or
+#: for its own test suite
+_HIDDEN = ("pylab", "matplotlib", "pytest", "_pytest")
 
 
 def import_brian2():
@@ -40,3 +48,61 @@ def import_brian2():
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
     return brian2
+
+
+def _flag_cache_path(root):
+    return Path(root) / "compiler_flags.json"
+
+
+def load_compiler_flag_checks(root):
+    """Seed Brian2's record of which C++ compiler flags work from ``root``.
+
+    Before its first C++ build in a process, Brian2 compiles a test program once per
+    compiler flag (``-O3``, ``-march=native``, …) to drop unsupported ones: about
+    0.1 s per flag, every process. The answers depend only on the compiler, so they
+    are kept in ``root/compiler_flags.json``, keyed by the compiler's command and the
+    size and modification time of its executable (a changed compiler is asked again).
+    Uses Brian2's module-level ``cpp_prefs._compiler_flag_compatibility``; if a Brian2
+    version lacks it, this does nothing and Brian2 checks as usual.
+    """
+    from brian2.codegen import cpp_prefs
+
+    known = getattr(cpp_prefs, "_compiler_flag_compatibility", None)
+    if not isinstance(known, dict):
+        return
+    try:
+        saved = json.loads(_flag_cache_path(root).read_text())
+    except (OSError, ValueError):
+        return
+    for compiler, stamp, flag, works in saved if isinstance(saved, list) else ():
+        if _compiler_stamp(compiler) == stamp:
+            known.setdefault((compiler, flag), bool(works))
+
+
+def save_compiler_flag_checks(root):
+    """Store Brian2's compiler flag checks under ``root`` (see
+    :func:`load_compiler_flag_checks`); errors writing the file are ignored."""
+    from brian2.codegen import cpp_prefs
+
+    known = getattr(cpp_prefs, "_compiler_flag_compatibility", None)
+    if not isinstance(known, dict) or not known:
+        return
+    rows = [[compiler, _compiler_stamp(compiler), flag, bool(works)]
+            for (compiler, flag), works in known.items()]
+    path = _flag_cache_path(root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(rows))
+        os.replace(temporary, path)        # atomic: concurrent runs never read half a file
+    except OSError:
+        pass
+
+
+def _compiler_stamp(command):
+    """Size and mtime of the compiler's executable (None if it cannot be found)."""
+    executable = shutil.which(command.split()[0]) if command.split() else None
+    if executable is None:
+        return None
+    info = os.stat(executable)
+    return [info.st_size, info.st_mtime_ns]
