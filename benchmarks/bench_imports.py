@@ -39,8 +39,10 @@ print(json.dumps([m for m in %r if m in sys.modules]))
 
 
 def measure(argv, env):
+    # cwd: a folder without a plasticity package (``-c`` puts the cwd first on sys.path,
+    # before PYTHONPATH, which would shadow the baseline tree)
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", PROBE, *argv], env=env,
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, cwd=env["BENCH_CWD"])
     top = {}
     for line in done.stderr.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\S+)$", line)   # top level
@@ -62,7 +64,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = dict(os.environ, PLASTICITY_CACHE=str(tmp / "cache"))
+        env = dict(os.environ, PLASTICITY_CACHE=str(tmp / "cache"), BENCH_CWD=str(tmp))
         config = tmp / "case.toml"
         bench_startup.write_config(config, "auto")
         rng = np.random.default_rng(0)

@@ -142,3 +142,40 @@ def test_random_rotation_is_scipys_special_ortho_group(n):
         # the same draws as SciPy's sampler, so seeded runs keep their inputs
         reference = special_ortho_group.rvs(n, random_state=np.random.default_rng(seed))
         np.testing.assert_allclose(Q, reference, rtol=0, atol=1e-12)
+
+
+def test_compiler_flag_checks_are_kept_across_processes(tmp_path):
+    import shutil
+
+    from brian2.codegen import cpp_prefs
+
+    from plasticity.sim.brian import load_compiler_flag_checks, save_compiler_flag_checks
+
+    compiler = next((c for c in ("c++", "g++", "cc") if shutil.which(c)), None)
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    known = cpp_prefs._compiler_flag_compatibility
+    saved = dict(known)
+    try:
+        known.clear()
+        known[(compiler, "-O3")] = True
+        known[(compiler, "-fno-such-flag")] = False
+        save_compiler_flag_checks(tmp_path)
+        known.clear()
+        load_compiler_flag_checks(tmp_path)
+        assert known == {(compiler, "-O3"): True, (compiler, "-fno-such-flag"): False}
+        # another compiler binary (size or mtime changed): asked again, not trusted
+        path = tmp_path / "compiler_flags.json"
+        rows = json.loads(path.read_text())
+        for row in rows:
+            row[1] = [row[1][0] + 1, row[1][1]]
+        path.write_text(json.dumps(rows))
+        known.clear()
+        load_compiler_flag_checks(tmp_path)
+        assert known == {}
+        path.write_text("not json")          # a damaged file is ignored
+        load_compiler_flag_checks(tmp_path)
+        assert known == {}
+    finally:
+        known.clear()
+        known.update(saved)
