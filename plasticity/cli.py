@@ -79,9 +79,9 @@ def _cmd_run(args):
     else:
         _check_out_dir(results_dir(experiment), "")
     if getattr(experiment, "kind", None) != "dynamics":
-        from .sim.brian import import_brian2
+        from .sim.brian import prepare_run_process
 
-        import_brian2()     # without matplotlib: a run never plots (plasticity/sim/brian.py)
+        prepare_run_process()   # Brian2 without matplotlib, imports frozen for the gc (sim/brian.py)
     path = run(experiment, out_dir=args.out, progress=not args.quiet)
     print(path)
     return 0
