@@ -158,6 +158,10 @@ def _cmd_run(args):
 
     check_fits(experiment, results_dir(experiment, args.out), force=args.force)
 
+    if getattr(experiment, "kind", None) != "dynamics":
+        from .sim.brian import prepare_run_process
+
+        prepare_run_process()   # Brian2 without matplotlib, imports frozen for the gc (sim/brian.py)
     if not args.quiet:
         from .sim.compile_notice import install
 

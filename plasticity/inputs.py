@@ -23,7 +23,6 @@ A postsynaptic neuron responds with ``y = σ(w·x)``, ``σ`` linear or rectified
 """
 
 import numpy as np
-from scipy.special import ndtr
 
 TRANSFERS = ("linear", "relu")
 
@@ -31,6 +30,22 @@ TRANSFERS = ("linear", "relu")
 def transfer(y, kind):
     """``σ(y)`` for a transfer name."""
     return y if kind == "linear" else np.maximum(y, 0.0)
+
+
+def random_rotation(n, rng):
+    """A uniformly (Haar) distributed rotation of R^n (orthogonal, determinant +1).
+
+    The QR decomposition of a Gaussian matrix, the signs of ``R``'s diagonal moved
+    into ``Q`` (so ``Q`` is Haar on O(n)), then the first row divided by the
+    determinant: the construction, and so the draws for a given ``rng``, of
+    ``scipy.stats.special_ortho_group`` (SciPy ≥ 1.11), without importing
+    ``scipy.stats`` (about a second of start-up) and independent of its version."""
+    z = rng.normal(size=(n, n))
+    q, r = np.linalg.qr(z)
+    d = r.diagonal()
+    q *= (d / abs(d))[np.newaxis, :]
+    q[0, :] /= np.linalg.det(q)
+    return q
 
 
 class InputStats:
@@ -109,8 +124,7 @@ class InputStats:
             lam = np.asarray(spectrum, float)
             if rotation == "identity":
                 return cls("gaussian", mean, transfer=transfer, variances=lam)
-            from scipy.stats import special_ortho_group
-            Q = special_ortho_group.rvs(n, random_state=rng) if n > 1 else np.eye(1)
+            Q = random_rotation(n, rng) if n > 1 else np.eye(1)
             mixing = Q * np.sqrt(lam)
             C = (Q * lam) @ Q.T
         C = 0.5 * (C + C.T)
@@ -142,6 +156,8 @@ class InputStats:
             with np.errstate(divide="ignore", invalid="ignore"):
                 # s = 0: y = m surely; P(y > 0) is 1 for m > 0 and 0 for m <= 0 (not 0 * inf)
                 z = np.where(s > 0, m / np.where(s > 0, s, 1.0), np.where(m > 0, np.inf, -np.inf))
+            from scipy.special import ndtr   # here, not at the top: a run never needs it
+
             Phi = ndtr(z)
             phi = np.where(s > 0, np.exp(-0.5 * np.where(s > 0, z, 0.0) ** 2) / np.sqrt(2 * np.pi), 0.0)
             out.append(Phi)

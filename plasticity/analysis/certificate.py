@@ -29,6 +29,7 @@ import numpy as np
 from .fitting import (FIXED_POINT_RTOL, FULL_FIT_MAX_N, fit_constant_metric, fit_scalar_metric,
                       verdict)
 from .metrics import batch_metric_stats
+from .structured import StructuredMetricFit
 
 __all__ = ["Certifier", "Certificate", "certify"]
 
@@ -58,11 +59,17 @@ class Certifier:
         Accumulate the n × n statistics of the constant-metric fit (default:
         ``n <= FULL_FIT_MAX_N``).
     fixed_point_rtol : float
+    post : array_like of int (n,), optional
+        Postsynaptic neuron of each coordinate (the blocks of the block-diagonal fit).
+
+    Without the dense fit, the structured fits of :mod:`plasticity.analysis.structured`
+    (diagonal, block-diagonal, low-rank plus diagonal) are accumulated instead.
     """
 
-    def __init__(self, n, fit_full=None, fixed_point_rtol=FIXED_POINT_RTOL):
+    def __init__(self, n, fit_full=None, fixed_point_rtol=FIXED_POINT_RTOL, post=None):
         self.n = int(n)
         self.fit_full = self.n <= FULL_FIT_MAX_N if fit_full is None else bool(fit_full)
+        self.structured = None if self.fit_full else StructuredMetricFit(self.n, post=post)
         self.rtol = fixed_point_rtol
         self._parts = {k: [] for k in ("psi", "kappa_min", "alpha", "descent", "fg", "f_norm",
                                        "g_norm", "loss", "time")}
@@ -89,6 +96,8 @@ class Certifier:
         if self.fit_full:
             self.S += G.T @ G
             self.P += F.T @ G
+        if self.structured is not None:
+            self.structured.add(F, G)
 
     def finish(self, loss_name="loss", drift_kind="expected"):
         """The :class:`Certificate` of everything added."""
@@ -104,7 +113,9 @@ class Certifier:
         const_res = None
         if self.fit_full:
             M, const_res = fit_constant_metric(self.S, self.P, self.ff)
-        return Certificate(arrays, loss_name, drift_kind, c, scalar_res, M, const_res, self.n)
+        structured = self.structured.finish() if self.structured is not None else None
+        return Certificate(arrays, loss_name, drift_kind, c, scalar_res, M, const_res, self.n,
+                           structured=structured)
 
 
 class Certificate:
@@ -119,11 +130,15 @@ class Certificate:
     constant_metric : ndarray (n, n) or None
         Fitted constant SPD metric (None when n > FULL_FIT_MAX_N or no fit exists).
     constant_residual : float or None
+    structured : dict or None
+        The structured fits (:meth:`StructuredMetricFit.finish`), when the dense one
+        was not done; its best residual stands in for ``constant_residual`` in the
+        verdict.
     verdict : str
     """
 
     def __init__(self, arrays, loss_name, drift_kind, scalar_c, scalar_residual, constant_metric,
-                 constant_residual, n):
+                 constant_residual, n, structured=None):
         self.__dict__.update(arrays)
         self.loss_name = loss_name
         self.drift_kind = drift_kind
@@ -132,12 +147,18 @@ class Certificate:
         self.constant_metric = constant_metric
         self.constant_residual = constant_residual
         self.n = n
+        self.structured = structured
         moving = self.moving
         self.n_moving = int(moving.sum())
         self.undefined = int((~self.defined).sum())
         self.fixed_points = int((~moving).sum()) - self.undefined
         self.descent_fraction = float(self.descent[moving].mean()) if self.n_moving else float("nan")
-        self.verdict = verdict(self.descent_fraction, scalar_residual, scalar_c, constant_residual,
+        fitted = constant_residual
+        if fitted is None and structured is not None:
+            found = [structured[name] for name in ("diagonal", "block_diagonal", "low_rank_diagonal")
+                     if structured.get(name) is not None]
+            fitted = min(found) if found else None
+        self.verdict = verdict(self.descent_fraction, scalar_residual, scalar_c, fitted,
                                self.n_moving)
         self.extra = {}
 
@@ -172,6 +193,11 @@ class Certificate:
                               "relative_residual": _finite_or_none(self.scalar_residual)},
             "constant_metric": ({"relative_residual": _finite_or_none(self.constant_residual),
                                  "n": self.n} if self.constant_residual is not None else None),
+            "structured_metric": (None if self.structured is None else {
+                "relative_residual": {name: _finite_or_none(self.structured[name])
+                                      if self.structured[name] is not None else None
+                                      for name in ("diagonal", "block_diagonal", "low_rank_diagonal")},
+                "rank": self.structured["rank"], "chosen": self.structured["chosen"]}),
             "euclidean": self.euclidean,
             "verdict": self.verdict,
         }

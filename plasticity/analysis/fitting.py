@@ -8,9 +8,10 @@ directions that no gradient visits are left at zero). It is projected onto the S
 cone (eigenvalues clipped at ``1e-10 × the largest``) and, if the projection moved
 it, refined by projected gradient steps. The fit is computed from the n × n
 sufficient statistics ``S`` and ``P``, accumulated record by record, so it needs
-O(n²) memory: it is done only for ``n ≤ FULL_FIT_MAX_N`` (200); beyond, only the
-scalar fit ``M = cI`` (``c = −Σ f·g / Σ ‖g‖²``) is done and the constant-metric entry
-is null.
+O(n²) memory: it is done only for ``n ≤ FULL_FIT_MAX_N`` (200); beyond, the scalar fit
+``M = cI`` (``c = −Σ f·g / Σ ‖g‖²``) and the structured fits of
+:mod:`plasticity.analysis.structured` (diagonal, block-diagonal, low-rank plus
+diagonal; O(n) memory per record) are done, and the constant-metric entry is null.
 
 The relative residual is ``r = sqrt(J(M) / Σ‖f_k‖²)``: 0 when one metric maps every
 record's −gradient to its drift exactly, 1 for ``M = 0``. It weights the records by
@@ -22,7 +23,8 @@ the others are fixed points, counted apart):
 - ``not-descent``: some moving record has ``f·g ≥ 0`` (the descent fraction says how
   many);
 - ``gradient``: the scalar fit has ``c > 0`` and ``r ≤ GRADIENT_TOL`` (0.05);
-- ``natural-gradient-constant``: the full constant fit has ``r ≤ CONSTANT_TOL`` (0.05);
+- ``natural-gradient-constant``: the full constant fit (or, above ``FULL_FIT_MAX_N``,
+  a structured one) has ``r ≤ CONSTANT_TOL`` (0.05);
 - ``natural-gradient``: descent everywhere, no constant metric fits (or n too large
   to fit one);
 - ``fixed-point``: no record moves at all (nothing

@@ -175,7 +175,7 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
     """
     kind = drift_kind_for(run, drift)
     S = run.n_synapses
-    certifiers = [Certifier(S) for _ in losses]
+    certifiers = [Certifier(S, post=run.post) for _ in losses]
     h = 0
     if kind == "window":
         h = _window_for(run, window)
@@ -557,6 +557,17 @@ def _basis_text(result, doc):
     return " (" + BASIS_TEXT[basis].format(n=doc.get("seeds", "N")) + ")"
 
 
+def _structured_cell(structured):
+    """The best structured fit (n too large for the dense one): residual (family)."""
+    if not structured:
+        return "n/a"
+    found = {k: v for k, v in structured["relative_residual"].items() if v is not None}
+    if not found:
+        return "n/a"
+    family = structured["chosen"] or min(found, key=found.get)
+    return f"{_fmt(found[family], '.3f')} ({family})"
+
+
 def format_table(doc):
     """A readable table of an :func:`analyze_file` document."""
     lines = [f"run:    {doc['run']}" + (f"  (+ {doc['seeds'] - 1} more seeds; spread "
@@ -577,7 +588,7 @@ def format_table(doc):
             "/".join(_fmt(psi[k], ".3g") for k in ("median", "p95", "max")),
             "/".join(_fmt(kap[k], ".3g") for k in ("median", "p95", "max")),
             _fmt(r["scalar_metric"]["relative_residual"], ".3f"),
-            _fmt(const["relative_residual"], ".3f") if const else "n/a",
+            _fmt(const["relative_residual"], ".3f") if const else _structured_cell(r.get("structured_metric")),
             r["verdict"] + _basis_text(r, doc),
         ))
     if rows:

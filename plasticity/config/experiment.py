@@ -47,6 +47,8 @@ class Topology(Strict):
     @field_validator("generator")
     @classmethod
     def _known_generator(cls, name):
+        if name == "complete_bipartite_graph":   # the default: no need to import networkx
+            return name
         import networkx as nx
 
         for module in (nx.bipartite, nx):

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..rules import get_rule
+from .brian import load_compiler_flag_checks, save_compiler_flag_checks
 from .rate import build_rate_network
 from .session import Progress, check_finite, finish, open_run_file, stop_on_signals
 
@@ -253,7 +254,9 @@ def run(experiment, options):
         parts.network.run((n_steps + 1) * sim.dt * b2.second if record else sim.duration * b2.second,
                           namespace={})
         started = _time.time()
+        load_compiler_flag_checks(_cache_root())
         _build(device, folder)
+        save_compiler_flag_checks(_cache_root())
         timings["build"] = _time.time() - started
         command = _command(device, folder.path)
         env = _environment(device)

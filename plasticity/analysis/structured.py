@@ -1,0 +1,297 @@
+"""Structured constant metrics, fitted in one pass with O(n) memory per record (docs/math.md §6).
+
+The dense constant-metric fit (:mod:`plasticity.analysis.fitting`) needs the n × n
+statistics ``S = Σ g gᵀ`` and ``P = Σ f gᵀ``: fine for a few hundred synapses,
+impossible for 10⁴–10⁶. Here the same least-squares problem,
+``min_M Σ_k ‖f_k + M g_k‖²``, is solved over three families of SPD metrics whose
+statistics are small:
+
+- ``diagonal``: ``M = diag(m)``. The problem separates by coordinate:
+  ``m_i = −Σ f_i g_i / Σ g_i²`` (clipped at 0). Statistics: three vectors of length n.
+- ``block_diagonal``: one dense block per postsynaptic neuron (the synapses onto one
+  neuron may share a metric, different neurons do not). The problem separates by
+  block; each block is the dense fit on its own ``S_j``, ``P_j``. Statistics
+  ``Σ_j b_j²`` numbers for blocks of sizes ``b_j``: O(n · block) — done only when every
+  block has at most ``BLOCK_MAX`` synapses.
+- ``low_rank_diagonal``: ``M = D + U C Uᵀ`` with ``D`` diagonal, ``U`` an orthonormal
+  ``n × r`` basis and ``C`` an ``r × r`` SPD matrix, the rank ``r`` chosen by the
+  residual (the smallest that fits, at most ``RANK_MAX``). ``U`` is learnt from the
+  first few records (the leading directions of their residual drift ``f + D g``
+  once ``D`` and a low-rank part are fitted to those records alone); then every
+  record adds to ``Uᵀ S``
+  (r × n) and ``Uᵀ P U`` (r × r). With those, the objective of any ``(D, C)`` is exact,
+  and ``D`` and ``C`` are fitted by alternating exact least-squares steps (``D`` given
+  ``C`` coordinate-wise, ``C`` given ``D`` by the dense fit in r dimensions). Because
+  ``U`` is fixed early, the residual reported is that of the metric found: an upper
+  bound on the family's best, so a fit is never claimed that does not exist.
+
+Each family reports its relative residual ``sqrt(J(M)/Σ‖f‖²)``, the quantity of the
+dense fit, and so is comparable with it (and never below it: each family is a subset
+of the SPD matrices). :meth:`StructuredMetricFit.finish` also names the simplest
+family (fewest parameters) whose residual is at most ``CONSTANT_TOL`` (0.05): the
+certificate then reads ``natural-gradient-constant`` for runs too large for the dense fit.
+
+Memory: the diagonal statistics are 4 vectors of length n; the low-rank family keeps
+``RANK_MAX`` vectors for ``U`` and ``Uᵀ S``, and holds the first ``BUFFER_RECORDS``
+records (drift and gradient) until ``U`` is chosen.
+"""
+
+import numpy as np
+
+from .fitting import CONSTANT_TOL, FULL_FIT_MAX_N, _objective, fit_constant_metric
+
+__all__ = ["StructuredMetricFit", "fit_structured_arrays", "BLOCK_MAX", "RANK_MAX",
+           "BUFFER_RECORDS", "FAMILIES"]
+
+#: families, simplest first (ties in the parameter count go to the earlier one)
+FAMILIES = ("diagonal", "low_rank_diagonal", "block_diagonal")
+#: largest block (synapses onto one neuron) of the block-diagonal fit
+BLOCK_MAX = FULL_FIT_MAX_N
+#: largest rank of the low-rank part
+RANK_MAX = 8
+#: records held to choose the low-rank basis U
+BUFFER_RECORDS = 2 * RANK_MAX
+#: alternations of the D and C steps of the low-rank fit
+_ALTERNATIONS = 50
+
+
+def _diagonal_fit(a, b, extra=0.0):
+    """``m_i = −(b_i + extra_i)/a_i`` clipped at 0 (0 where no gradient visits i)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(a > 0, -(b + extra) / np.where(a > 0, a, 1.0), 0.0)
+    return np.clip(m, 0.0, None)
+
+
+class StructuredMetricFit:
+    """Accumulates the statistics of the structured fits, chunk by chunk.
+
+    Parameters
+    ----------
+    n : int
+        Dimension of the records (synapses).
+    post : array_like of int (n,), optional
+        Postsynaptic neuron of each coordinate: the blocks of the block-diagonal fit
+        (no block-diagonal fit without it, or when a block exceeds ``block_max``).
+    rank_max, block_max, buffer_records : int
+        See the module constants.
+    """
+
+    def __init__(self, n, post=None, rank_max=RANK_MAX, block_max=BLOCK_MAX,
+                 buffer_records=None):
+        self.n = int(n)
+        self.rank_max = int(rank_max)
+        self.buffer_records = max(1, int(buffer_records or 2 * self.rank_max))
+        self.a = np.zeros(self.n)      # Σ g_i²
+        self.b = np.zeros(self.n)      # Σ f_i g_i
+        self.fsq = np.zeros(self.n)    # Σ f_i²
+        self.records = 0
+        self._buffer = []
+        self.U = None                   # low-rank basis (n, r), chosen from the buffer
+        self.US = None                  # Uᵀ S (r, n)
+        self.Q = None                   # Uᵀ P U (r, r)
+        self.blocks = None
+        if post is not None:
+            post = np.asarray(post, dtype=np.intp)
+            if post.shape != (self.n,):
+                raise ValueError(f"post must have {self.n} entries, got {post.shape}")
+            order = np.argsort(post, kind="stable")
+            sizes = np.bincount(post)
+            sizes = sizes[sizes > 0]
+            if sizes.size and sizes.max() <= block_max:
+                self.blocks = np.split(order, np.cumsum(sizes)[:-1])
+                self._equal = bool(np.all(sizes == sizes[0]))
+                self._order = order
+                self.block_S = [np.zeros((len(i), len(i))) for i in self.blocks]
+                self.block_P = [np.zeros((len(i), len(i))) for i in self.blocks]
+
+    def add(self, drift, gradient):
+        """Add records: ``drift`` and ``gradient`` (B, n), finite rows only."""
+        F = np.asarray(drift, float)
+        G = np.asarray(gradient, float)
+        if F.shape[0] == 0:
+            return
+        self.records += F.shape[0]
+        self.a += np.einsum("ki,ki->i", G, G)
+        self.b += np.einsum("ki,ki->i", F, G)
+        self.fsq += np.einsum("ki,ki->i", F, F)
+        if self.blocks is not None:
+            self._add_blocks(F, G)
+        if self.rank_max <= 0:
+            return
+        if self.U is None:
+            self._buffer.append((F.copy(), G.copy()))
+            if sum(f.shape[0] for f, _ in self._buffer) >= self.buffer_records:
+                self._choose_basis()
+        else:
+            self._add_low_rank(F, G)
+
+    def _add_blocks(self, F, G):
+        if self._equal:
+            # every neuron has the same number of synapses: one batched product
+            size = len(self.blocks[0])
+            Fb = F[:, self._order].reshape(F.shape[0], -1, size)
+            Gb = G[:, self._order].reshape(G.shape[0], -1, size)
+            S = np.einsum("kjp,kjq->jpq", Gb, Gb)
+            P = np.einsum("kjp,kjq->jpq", Fb, Gb)
+            for j in range(len(self.blocks)):
+                self.block_S[j] += S[j]
+                self.block_P[j] += P[j]
+            return
+        for j, index in enumerate(self.blocks):
+            Gj, Fj = G[:, index], F[:, index]
+            self.block_S[j] += Gj.T @ Gj
+            self.block_P[j] += Fj.T @ Gj
+
+    def _choose_basis(self, iterations=30):
+        """U: the leading directions of the buffered records' residual drift
+        ``f + D g``, with ``D`` and the low-rank part fitted to the buffer by
+        alternation (a diagonal fit alone would leave its own error in the residual)."""
+        F = np.concatenate([f for f, _ in self._buffer])
+        G = np.concatenate([g for _, g in self._buffer])
+        self._buffer = []
+        a = np.einsum("ki,ki->i", G, G)
+        b = np.einsum("ki,ki->i", F, G)
+        low = np.zeros_like(F)              # rows: (U C Uᵀ g_k)ᵀ on the buffer
+        U = np.zeros((self.n, 0))
+        for _ in range(iterations):
+            d = _diagonal_fit(a, b, np.einsum("ki,ki->i", low, G))
+            R = F + G * d                       # what the diagonal part leaves
+            u, s, _ = np.linalg.svd(R.T, full_matrices=False)
+            if not s.size or s.max() <= 0:
+                break
+            U = u[:, s > 1e-10 * s.max()][:, :self.rank_max]
+            H = G @ U
+            C, _ = fit_constant_metric(H.T @ H, (R @ U).T @ H, float(np.sum(R * R)))
+            if C is None:
+                break
+            low = H @ C @ U.T
+        self.U = U
+        r = self.U.shape[1]
+        self.US = np.zeros((r, self.n))
+        self.Q = np.zeros((r, r))
+        self._add_low_rank(F, G)
+
+    def _add_low_rank(self, F, G):
+        if self.U.shape[1] == 0:
+            return
+        H = G @ self.U                  # h_k = Uᵀ g_k
+        self.US += H.T @ G
+        self.Q += (F @ self.U).T @ H
+
+    # -- the fits -----------------------------------------------------------------
+    @property
+    def ff(self):
+        return float(self.fsq.sum())
+
+    def _residual(self, J):
+        return float(np.sqrt(max(J, 0.0) / self.ff))
+
+    def fit_diagonal(self):
+        """``(m, relative_residual)`` of the diagonal family."""
+        m = _diagonal_fit(self.a, self.b)
+        J = self.ff + 2 * m @ self.b + (m * m) @ self.a
+        return m, self._residual(J)
+
+    def fit_block_diagonal(self):
+        """``(blocks, relative_residual)``: the dense block of each postsynaptic
+        neuron (coordinates ``self.blocks[j]``), or ``(None, None)`` when not fitted."""
+        if self.blocks is None:
+            return None, None
+        J, metrics = 0.0, []
+        for index, S, P in zip(self.blocks, self.block_S, self.block_P):
+            ff_j = float(self.fsq[index].sum())
+            if ff_j <= 0:
+                metrics.append(np.zeros_like(S))
+                continue
+            M, residual = fit_constant_metric(S, P, ff_j)
+            if M is None:
+                M = np.zeros_like(S)
+                residual = 1.0
+            metrics.append(M)
+            J += residual ** 2 * ff_j
+        return metrics, self._residual(J)
+
+    def _fit_low_rank_in(self, V):
+        """Alternating fit of ``(D, C)`` with the basis ``U V`` (V: r × q orthonormal)."""
+        U = self.U @ V
+        US = V.T @ self.US
+        Q = V.T @ self.Q @ V
+        H = US @ U
+        d = _diagonal_fit(self.a, self.b)
+        best = (np.inf, d, np.zeros((V.shape[1],) * 2))
+        for _ in range(_ALTERNATIONS):
+            Pt = Q + (U * d[:, None]).T @ US.T        # Σ (Uᵀ(f + D g)) (Uᵀ g)ᵀ
+            ff_d = self.ff + 2 * d @ self.b + (d * d) @ self.a
+            C, _ = fit_constant_metric(H, Pt, ff_d) if ff_d > 0 else (None, 0.0)
+            if C is None:
+                C = np.zeros_like(H)
+            J = _objective(C, H, Pt, ff_d)
+            if J < best[0]:
+                improvement = best[0] - J
+                best = (J, d, C)
+                if improvement <= 1e-12 * self.ff:
+                    break
+            else:
+                break
+            # D given C: Σ_k g_i (U C h_k)_i = Σ_a (U C)_ia (Uᵀ S)_ai
+            d = _diagonal_fit(self.a, self.b, np.einsum("ia,ai->i", U @ C, US))
+        J, d, C = best
+        return d, U, C, self._residual(J)
+
+    def fit_low_rank_diagonal(self, tol=CONSTANT_TOL):
+        """``(d, U, C, rank, relative_residual)`` of ``M = diag(d) + U C Uᵀ``: the
+        smallest rank whose residual is at most ``tol``, else the largest."""
+        if self.U is None and self._buffer:
+            self._choose_basis()
+        if self.U is None or self.U.shape[1] == 0:
+            m, residual = self.fit_diagonal()
+            return m, np.zeros((self.n, 0)), np.zeros((0, 0)), 0, residual
+        m, residual = self.fit_diagonal()
+        if residual <= tol:                   # rank 0 suffices
+            return m, np.zeros((self.n, 0)), np.zeros((0, 0)), 0, residual
+        r = self.U.shape[1]
+        d, U, C, residual = self._fit_low_rank_in(np.eye(r))
+        found = (d, U, C, r, residual)
+        # the rank: the leading eigenvectors of the full-rank C span the candidates
+        vals, vecs = np.linalg.eigh(C)
+        vecs = vecs[:, np.argsort(vals)[::-1]]
+        for q in range(1, r):
+            dq, Uq, Cq, res_q = self._fit_low_rank_in(vecs[:, :q])
+            if res_q <= tol:
+                return dq, Uq, Cq, q, res_q
+        return found
+
+    def finish(self, tol=CONSTANT_TOL):
+        """Residuals of every family, and the simplest that fits.
+
+        Returns a dict: ``diagonal``, ``block_diagonal`` (None when not fitted) and
+        ``low_rank_diagonal`` relative residuals, ``rank`` (of the low-rank part),
+        ``parameters`` per family, and ``chosen`` (None when no family fits).
+        """
+        if self.ff <= 0:
+            return {"diagonal": None, "block_diagonal": None, "low_rank_diagonal": None,
+                    "rank": None, "parameters": {}, "chosen": None}
+        _, diag_res = self.fit_diagonal()
+        _, block_res = self.fit_block_diagonal()
+        _, _, _, rank, low_res = self.fit_low_rank_diagonal(tol)
+        parameters = {"diagonal": self.n, "low_rank_diagonal": self.n * (rank + 1) + rank * (rank + 1) // 2}
+        residuals = {"diagonal": diag_res, "low_rank_diagonal": low_res}
+        if block_res is not None:
+            parameters["block_diagonal"] = sum(len(i) * (len(i) + 1) // 2 for i in self.blocks)
+            residuals["block_diagonal"] = block_res
+        fitting = [name for name in FAMILIES if name in residuals and residuals[name] <= tol]
+        chosen = min(fitting, key=lambda name: (parameters[name], FAMILIES.index(name))) if fitting else None
+        return {"diagonal": diag_res, "block_diagonal": block_res, "low_rank_diagonal": low_res,
+                "rank": rank, "parameters": parameters, "chosen": chosen}
+
+
+def fit_structured_arrays(drift, gradient, post=None, chunk=None, **options):
+    """:meth:`StructuredMetricFit.finish` for in-memory arrays ``drift``, ``gradient``
+    (T, n), fed in chunks of ``chunk`` records (default: all at once)."""
+    F = np.atleast_2d(np.asarray(drift, float))
+    G = np.atleast_2d(np.asarray(gradient, float))
+    fit = StructuredMetricFit(F.shape[1], post=post, **options)
+    step = chunk or F.shape[0]
+    for start in range(0, F.shape[0], step):
+        fit.add(F[start:start + step], G[start:start + step])
+    return fit.finish()
