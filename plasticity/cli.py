@@ -176,18 +176,11 @@ def _cmd_run(args):
 
 def _run_summary(path, wall):
     """One line on a finished run: device, records, wall time."""
-    import h5py
+    from .io.reader import read_summary
 
-    try:
-        with h5py.File(path, "r") as f:
-            device = f.attrs.get("device", "?")
-            device = device.decode() if isinstance(device, bytes) else device
-            records = f["time"].shape[0] if "time" in f else "?"
-            status = f.attrs.get("status", "?")
-            status = status.decode() if isinstance(status, bytes) else status
-    except OSError:
-        device, records, status = "?", "?", "?"
-    return f"plasticity: {status}: device {device}, {records} records, wall time {wall:.1f} s"
+    info = {k: ("?" if v is None else v) for k, v in read_summary(path).items()}
+    return (f"plasticity: {info['status']}: device {info['device']}, {info['records']} records, "
+            f"wall time {wall:.1f} s")
 
 
 def _load(config, overrides, seed=None):

@@ -25,7 +25,7 @@ ALLOWED = {
     "config": {"rules", "systems", "inputs", "units", "errors"},
     "sim": {"config", "io", "systems", "rules", "inputs", "units", "errors"},
     "analysis": {"io", "systems", "rules", "inputs", "units", "errors"},
-    "cli": {"config", "sim", "analysis", "sweep", "report", "rules", "errors"},
+    "cli": {"config", "sim", "io", "analysis", "sweep", "report", "rules", "errors"},
     "report": {"analysis", "io", "rules", "inputs", "units", "errors"},
     "runner": {"sim"},
     "sweep": {"config", "sim", "analysis", "io", "errors"},           # the old import path of ``run``, kept for users
@@ -109,6 +109,21 @@ def test_layer_graph_is_acyclic():
         if layer(a) != layer(b):
             g.add_edge(layer(a), layer(b))
     assert nx.is_directed_acyclic_graph(g), list(nx.simple_cycles(g))
+
+
+def test_only_io_touches_hdf5_files():
+    """One owner of the run-file format: no module outside ``plasticity.io`` imports
+    h5py (reports, sweeps, the analysis and the CLI read and write through it)."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if module_name(path).startswith("plasticity.io"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "h5py" for n in names):
+                offenders.append(module_name(path))
+    assert not offenders, offenders
 
 
 # ----------------------------------------------------------------------------------

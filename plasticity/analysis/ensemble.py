@@ -39,7 +39,7 @@ from .drift import choose_window, window_drift
 from scipy.stats import t as student_t
 
 from .losses import mean_value_gradient
-from ..io.reader import open_run
+from ..io.reader import open_run, read_input_arrays
 from .sample_path import ALPHA, holm
 
 __all__ = ["analyze_ensemble", "check_same_config", "BOOTSTRAP", "LEVEL"]
@@ -80,16 +80,7 @@ def check_same_config(runs):
 
 
 def _inputs(path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if "inputs" not in f:
-            return {}
-        out = {}
-        f["inputs"].visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                               if hasattr(obj, "shape") else None)
-        out.update({f"@{k}": v for k, v in f["inputs"].attrs.items()})
-        return out
+    return read_input_arrays(path)
 
 
 def _same_arrays(a, b):

@@ -53,7 +53,7 @@ from .grounding import BASIS_TEXT, ConsistencyPass, SamplePathPass, attach_sampl
 from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_losses
 from .recurrence import find_recurrence
 from ..io.reader import open_run, write_analysis
-from .sample_path import write_sample_path
+from .sample_path import stored_arrays
 
 __all__ = ["certify_run", "analyze_file", "format_table", "drift_kind_for", "run_recurrence",
            "dynamics_system"]
@@ -518,9 +518,7 @@ def analyze_file(path, loss_specs=None, drift="auto", window=None, store=True, c
             doc["note"] = (f"{who}: {searched}the recurrence test was run; pass --loss "
                            "path/to/module.py:name to certify your own")
     if store:
-        doc["stored"] = write_analysis(path, certs, doc)
-        if doc["stored"] and path_arrays:
-            write_sample_path(path, path_arrays)
+        doc["stored"] = write_analysis(path, certs, doc, arrays=stored_arrays(path_arrays))
     return doc
 
 

@@ -189,23 +189,10 @@ def sample_path(time, weights, losses, window=None, alpha=ALPHA):
 STORED = ("t0", "t1", "change", "se", "tstat", "call")
 
 
-def write_sample_path(path, results):
-    """Store ``{loss name: classify(...) dict}`` as ``/analysis/<loss>/sample_path_*``
-    (``call``: −1 descent, 0 undecided, +1 ascent) in an HDF5 file; groups that do not
-    exist are created."""
-    import h5py
+def stored_arrays(results):
+    """``{loss name: classify(...) dict}`` as the datasets stored beside each certificate:
+    ``{loss: {"sample_path_<key>": array}}`` (``call``: −1 descent, 0 undecided, +1
+    ascent), for :func:`plasticity.io.write_analysis`."""
+    return {name: {f"sample_path_{key}": result[key] for key in STORED}
+            for name, result in results.items()}
 
-    from ..errors import BadInput
-
-    try:
-        with h5py.File(path, "r+") as f:
-            root = f.require_group("analysis")
-            for name, result in results.items():
-                g = root.require_group(str(name).replace("/", "_") or "loss")
-                for key in STORED:
-                    full = f"sample_path_{key}"
-                    if full in g:
-                        del g[full]
-                    g.create_dataset(full, data=result[key])
-    except OSError as error:
-        raise BadInput(f"{path}: cannot write /analysis ({str(error).splitlines()[0]})") from None

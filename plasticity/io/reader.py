@@ -544,7 +544,7 @@ def open_run(path):
     return Run(path)
 
 
-def write_analysis(path, certificates, doc=None):
+def write_analysis(path, certificates, doc=None, arrays=None):
     """Store certificates in ``/analysis/<loss>/`` of an HDF5 file (the layout:
     :func:`plasticity.io.codecs.write_certificate`), leaving the rest of the file as it
     is. Returns False (nothing written) for ``.npz`` inputs and for a file whose status
@@ -557,6 +557,9 @@ def write_analysis(path, certificates, doc=None):
     file: arrays of an unchanged shape are overwritten where they are, and text
     attributes are written only when they change (HDF5 does not reuse the space of
     replaced text attributes once the file was closed).
+
+    ``arrays`` adds per-loss datasets beside each certificate's own:
+    ``{loss name: {dataset name: array}}`` (e.g. the sample-path windows).
     """
     import h5py
 
@@ -572,6 +575,10 @@ def write_analysis(path, certificates, doc=None):
             if name in new:
                 del new[name]
             write_certificate(new.create_group(name), cert)
+        for loss, extra in (arrays or {}).items():
+            target = new.require_group(group_name(loss))
+            for key, values in extra.items():
+                target.create_dataset(key, data=np.asarray(values))
         if doc is not None:
             new.attrs["document"] = json.dumps(doc)
         with h5py.File(path, "r+") as f:
@@ -676,4 +683,102 @@ def read_analysis(path, keys=("time", "psi_deg", "kappa_min", "loss", "constant_
             verdict = g.attrs.get("verdict", "")
             entry["verdict"] = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
             out[name] = entry
+    return out
+
+
+# ----------------------------------------------------------------------------------
+# What reports, sweeps and the command line read besides the records
+
+def _decode(value):
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.ndarray):
+        return [_decode(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_extras(path, max_spikes=2_000_000, max_array=50_000_000):
+    """What a report shows besides the records, from an HDF5 run file: ``attrs`` (the
+    root attributes, decoded), ``model_spec`` (dict or None), ``spikes``
+    (``{population: (t, i)}``, at most ``max_spikes`` each) with ``spikes_total``
+    (``{population: count}``), ``analysis_doc`` (the stored JSON document or None) and
+    ``analysis`` (``{loss: {dataset: array, "attrs": dict}}``, datasets of at most
+    ``max_array`` numbers)."""
+    import h5py
+
+    path = Path(path)
+    check_regular_file(path)
+    out = {"attrs": {}, "model_spec": None, "spikes": {}, "spikes_total": {},
+           "analysis_doc": None, "analysis": {}}
+    try:
+        f = h5py.File(path, "r")
+    except Exception as error:
+        raise BadInput(f"{path}: {_open_problem(error)}") from None
+    with f:
+        check_hdf5_objects(path, f)
+        out["attrs"] = {k: _decode(v) for k, v in f.attrs.items()}
+        if "model_spec" in f and isinstance(f["model_spec"], h5py.Dataset):
+            try:
+                out["model_spec"] = tomllib.loads(_decode(f["model_spec"][()]))
+            except (ValueError, TypeError, AttributeError):
+                pass
+        if "spikes" in f and isinstance(f["spikes"], h5py.Group):
+            for population, g in f["spikes"].items():
+                if isinstance(g, h5py.Group) and "t" in g and "i" in g:
+                    n = min(g["t"].shape[0], g["i"].shape[0])
+                    m = min(n, max_spikes)
+                    out["spikes"][population] = (np.asarray(g["t"][:m], float),
+                                                 np.asarray(g["i"][:m], int))
+                    out["spikes_total"][population] = n
+        if "analysis" in f and isinstance(f["analysis"], h5py.Group):
+            root = f["analysis"]
+            document = root.attrs.get("document")
+            if document is not None:
+                try:
+                    out["analysis_doc"] = json.loads(_decode(document))
+                except ValueError:
+                    pass
+            for loss, g in root.items():
+                if not isinstance(g, h5py.Group):
+                    continue
+                arrays = {k: np.asarray(g[k][()]) for k in g
+                          if isinstance(g[k], h5py.Dataset) and g[k].size < max_array}
+                arrays["attrs"] = {k: _decode(v) for k, v in g.attrs.items()}
+                out["analysis"][loss] = arrays
+    return out
+
+
+def read_summary(path):
+    """``{"status", "device", "records", "last_time"}`` of a run file (None where
+    unknown), for one-line summaries; never raises."""
+    import h5py
+
+    out = {"status": None, "device": None, "records": None, "last_time": None}
+    try:
+        with h5py.File(path, "r") as f:
+            out["status"] = _decode(f.attrs.get("status"))
+            out["device"] = _decode(f.attrs.get("device"))
+            if "time" in f and isinstance(f["time"], h5py.Dataset):
+                out["records"] = int(f["time"].shape[0])
+                if out["records"]:
+                    out["last_time"] = float(f["time"][-1])
+    except (OSError, KeyError, ValueError):
+        pass
+    return out
+
+
+def read_input_arrays(path):
+    """Every dataset (``name``) and attribute (``@name``) of a run file's ``/inputs``,
+    to compare the inputs of several runs; empty without ``/inputs``."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        if "inputs" not in f or not isinstance(f["inputs"], h5py.Group):
+            return out
+        f["inputs"].visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                               if isinstance(obj, h5py.Dataset) else None)
+        out.update({f"@{k}": v for k, v in f["inputs"].attrs.items()})
     return out

@@ -516,3 +516,21 @@ def describe_write_error(where, error):
     else:
         reason = (text.splitlines()[0] if text else type(error).__name__)[:200]
     return f"cannot write {where}: {reason}"
+
+
+def mark_status(path, status, message, only_if=("running", "complete")):
+    """Set the ``status`` (and ``message``) of a closed run file whose status is one of
+    ``only_if`` (e.g. a run that a sweep stopped: ``brian2.stop()`` ends a network as if
+    it had completed). Returns whether the file could be opened."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    try:
+        with h5py.File(path, "r+") as f:
+            current = f.attrs.get("status")
+            current = current.decode() if isinstance(current, bytes) else current
+            if current in only_if:
+                f.attrs["status"] = status
+                f.attrs["message"] = message
+            return True
+    except (OSError, KeyError):
+        return False

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis import open_run
+from ..io.reader import read_extras
 
 #: sample synapses drawn as thin lines in the weights-over-time figure
 N_SAMPLE_LINES = 8
@@ -182,43 +183,19 @@ class _quiet:
 
 
 def _read_hdf5_extras(data):
-    import h5py
-
-    with h5py.File(data.path, "r") as f:
-        data.attrs = {k: _text(v) for k, v in f.attrs.items()}
-        data.seed = data.attrs.get("seed", data.config.get("seed"))
-        data.message = data.attrs.get("message")
-        data.versions = {k[len("version_"):]: v for k, v in data.attrs.items()
-                         if k.startswith("version_")}
-        if "model_spec" in f:
-            try:
-                data.model_spec = tomllib.loads(_text(f["model_spec"][()]))
-            except (ValueError, TypeError):
-                data.model_spec = {}
-        labels = data.attrs.get("labels")
-        if isinstance(labels, list):
-            data.labels = [str(x) for x in labels]
-        if "spikes" in f and isinstance(f["spikes"], h5py.Group):
-            for population, g in f["spikes"].items():
-                if isinstance(g, h5py.Group) and "t" in g and "i" in g:
-                    n = min(g["t"].shape[0], g["i"].shape[0])
-                    m = min(n, MAX_SPIKES)
-                    data.spikes[population] = (np.asarray(g["t"][:m], float),
-                                               np.asarray(g["i"][:m], int))
-                    if m < n:
-                        data.spikes_truncated[population] = n
-        if "analysis" in f and isinstance(f["analysis"], h5py.Group):
-            root = f["analysis"]
-            document = root.attrs.get("document")
-            if document is not None:
-                try:
-                    data.analysis_doc = json.loads(_text(document))
-                except ValueError:
-                    data.analysis_doc = None
-            for loss, g in root.items():
-                if not isinstance(g, h5py.Group):
-                    continue
-                arrays = {k: np.asarray(g[k][()]) for k in g
-                          if isinstance(g[k], h5py.Dataset) and g[k].size < 50_000_000}
-                arrays["attrs"] = {k: _text(v) for k, v in g.attrs.items()}
-                data.analysis[loss] = arrays
+    extras = read_extras(data.path, max_spikes=MAX_SPIKES)
+    data.attrs = {k: _text(v) for k, v in extras["attrs"].items()}
+    data.seed = data.attrs.get("seed", data.config.get("seed"))
+    data.message = data.attrs.get("message")
+    data.versions = {k[len("version_"):]: v for k, v in data.attrs.items()
+                     if k.startswith("version_")}
+    data.model_spec = extras["model_spec"] or {}
+    labels = data.attrs.get("labels")
+    if isinstance(labels, list):
+        data.labels = [str(x) for x in labels]
+    for population, (t, i) in extras["spikes"].items():
+        data.spikes[population] = (t, i)
+        if extras["spikes_total"][population] > t.size:
+            data.spikes_truncated[population] = extras["spikes_total"][population]
+    data.analysis_doc = extras["analysis_doc"]
+    data.analysis.update(extras["analysis"])

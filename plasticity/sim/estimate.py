@@ -62,7 +62,7 @@ def estimate(experiment):
         return _estimate_dynamics(experiment)
     from ..rules import RULES
 
-    net, sim = experiment.network, experiment.simulation
+    net = experiment.network
     n_pre, n_post = net.n_pre, net.n_post
     synapses = n_pre * n_post
     exact = net.topology.generator == "complete_bipartite_graph"

@@ -71,16 +71,9 @@ def request_stop(token):
 def mark_interrupted(path, message):
     """Set a run file's status to ``interrupted`` if it says ``running`` or ``complete``
     (a run cut short by ``brian2.stop()`` ends as if complete)."""
-    import h5py
+    from ..io.writer import mark_status
 
-    try:
-        with h5py.File(path, "r+") as f:
-            if f.attrs.get("status") in ("running", "complete", b"running", b"complete"):
-                f.attrs["status"] = "interrupted"
-                f.attrs["message"] = message
-            return True
-    except (OSError, KeyError):
-        return False
+    return mark_status(path, "interrupted", message)
 
 
 class _StopWatcher:
@@ -112,15 +105,10 @@ class _StopWatcher:
 def _cut_short(path, experiment):
     """Whether the run file's last record is before the experiment's duration (a
     network ended by ``brian2.stop()`` closes its file as if complete)."""
-    import h5py
+    from ..io.reader import read_summary
 
-    duration = experiment.simulation.duration
-    try:
-        with h5py.File(path, "r") as f:
-            last = float(f["time"][-1]) if len(f["time"]) else -1.0
-    except (OSError, KeyError):
-        return True
-    return last < duration * (1 - 1e-9)
+    last = read_summary(path)["last_time"]
+    return last is None or last < experiment.simulation.duration * (1 - 1e-9)
 
 
 def _rss_mb():
