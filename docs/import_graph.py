@@ -17,10 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from test_architecture import graph, layer  # noqa: E402
 
-#: drawing rows, top to bottom: the command line; the flow config → sim → io ← analysis
-#: (left to right); what both sides share; the helpers everyone may import
-ROWS = [["cli", "runner"], ["config", "sim", "io", "analysis"], ["systems", "rules", "inputs"],
-        ["units", "errors", "__init__"]]
+#: drawing rows, top to bottom: the command line and the sweeps; the flow config → sim →
+#: io ← analysis ← report (left to right); what both sides share; the helpers everyone
+#: may import
+ROWS = [["runner", "cli", "sweep"], ["config", "sim", "io", "analysis", "report"],
+        ["systems", "rules", "inputs"], ["units", "errors", "__init__"]]
 
 
 def main():
@@ -35,7 +36,7 @@ def main():
             position[name] = ((column - (len(names) - 1) / 2) * 2.4, -1.3 * row)
     missing = set(layers) - set(position)
     assert not missing, f"place these layers in ROWS: {missing}"
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(10.5, 5.5))
     nx.draw_networkx_nodes(layers, position, node_color="#dfe9f5", node_size=2200, ax=ax)
     nx.draw_networkx_labels(layers, position, font_size=9, ax=ax)
     nx.draw_networkx_edges(layers, position, arrows=True, arrowsize=12, node_size=2200,
