@@ -103,7 +103,7 @@ def child_memory(device, steps):
         "with tempfile.TemporaryDirectory() as out:\n"
         f"    b.plasticity_run({device!r}, out, steps={steps})\n"
         "r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "from plasticity import standalone\n"
+        "from plasticity.sim import standalone\n"
         "c = standalone.run.last_timings.get('program_maxrss_mib', 0.0)\n"
         "print(json.dumps([r, c]))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -124,7 +124,7 @@ def main():
         tmp = Path(tmp)
         # standalone: a cold build first, in an empty cache
         os.environ["PLASTICITY_CACHE"] = str(tmp / "cache")
-        from plasticity import standalone
+        from plasticity.sim import standalone
 
         cold = timed(plasticity_run, "cpp_standalone", tmp / "out")
         build_cold = standalone.run.last_timings["build"]

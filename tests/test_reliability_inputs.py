@@ -112,6 +112,9 @@ BAD_CONFIGS = {
                                        "inputs": {"kind": "gaussian", "spectrum": [1.0] * 200_000,
                                                   "rotation": "random"}}), [], "memory"),
     "duration-1e12": (_with({"simulation.duration": "1e12 s"}), [], "simulation.dt"),
+    "networkx-failure": (_with({"network.topology": {"generator": "random_graph",
+                                                     "args": {"q": 0.5}}}), [],
+                         "missing 1 required positional argument: 'p'"),
 }
 
 

@@ -93,6 +93,11 @@ def test_big_blocks_are_not_fitted():
     G = rng.standard_normal((30, 250))
     out = fit_structured_arrays(-G * 2.0, G, post=np.zeros(250, int))
     assert out["block_diagonal"] is None and out["chosen"] == "diagonal"
+    # small blocks, but too many numbers in all: not fitted either
+    post = np.repeat(np.arange(5), 50)
+    assert fit_structured_arrays(-G * 2.0, G, post=post)["block_diagonal"] is not None
+    out = fit_structured_arrays(-G * 2.0, G, post=post, block_budget=5 * 50 ** 2 - 1)
+    assert out["block_diagonal"] is None
 
 
 def test_certificate_uses_the_structured_fit_beyond_the_dense_limit():
