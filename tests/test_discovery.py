@@ -162,7 +162,8 @@ def test_cli_analyze_without_loss_and_report_with_loss(tmp_path, capsys):
     module = tmp_path / "user.py"
     module.write_text("import numpy as np\ndef half(w):\n    return 0.5 * np.sum(w * w, 1), w\n")
     assert main(["report", str(path), "--loss", f"{module}:half"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 4
+    page = capsys.readouterr().out.splitlines()[-1]
+    assert page.endswith(".html") and "half" in open(page).read()
     bad = tmp_path / "notes.h5"
     bad.write_text("hello\n")
     for argv in (["report", str(bad)], ["report", str(path), "--loss", "nonsense"]):

@@ -732,7 +732,10 @@ def read_extras(path, max_spikes=2_000_000, max_array=50_000_000):
                     out["spikes"][population] = (np.asarray(g["t"][:m], float),
                                                  np.asarray(g["i"][:m], int))
                     out["spikes_total"][population] = n
-        if "analysis" in f and isinstance(f["analysis"], h5py.Group):
+        if "analysis" in f and not isinstance(f["analysis"], h5py.Group):
+            raise BadInput(f"{path}: /analysis is not a group (a damaged or foreign file); "
+                           "delete it and analyze again")
+        if "analysis" in f and f["analysis"].attrs.get("complete", True):
             root = f["analysis"]
             document = root.attrs.get("document")
             if document is not None:

@@ -35,7 +35,9 @@ def ensure_analysis(path, losses=None):
     try:
         doc = analyze_file(path, loss_specs=losses or None, store=store)
     except BadInput as error:
-        if losses:
+        # a complete run that cannot be analysed is a bad file (refused, exit 2); a run
+        # that stopped early (diverged, failed, interrupted) still gets its page
+        if losses or data.status in (None, "complete"):
             raise
         return data, str(error)
     if not store:

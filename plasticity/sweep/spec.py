@@ -161,7 +161,13 @@ class Sweep:
 
 
 def _toml_value(value):
-    """``value`` as TOML text, as the right-hand side of ``--set key=...``."""
+    """``value`` as TOML text on one line, as the right-hand side of ``--set key=...``
+    (arrays and tables inline: ``--set`` takes one line)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{tomli_w.dumps({k: 0}).split('=', 1)[0].strip()} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
