@@ -83,7 +83,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BadInput
-from .drift import choose_window
+from .drift import choose_window, window_for as _window_for
 from .losses import Loss
 
 __all__ = ["FAMILIES", "Discovery", "discover_losses", "SeparableFamily", "QuadraticFamily",
@@ -543,15 +543,6 @@ def _has_rates(run):
     except BadInput:
         return False
     return True
-
-
-def _window_for(run, window):
-    if window is not None:
-        return int(window)
-    step = max(1, run.n_synapses // 256)
-    # copies: a strided view would keep each whole chunk alive (memory ∝ records)
-    parts = [run.weights(a, b)[:, ::step].copy() for a, b in run.chunks()]
-    return choose_window(run.time, np.concatenate(parts))
 
 
 def _window_sums(steps, h):

@@ -132,3 +132,14 @@ def dynamics_system(run):
         return system_from_section(run.config["dynamics"], run.config.get("seed", 0))
     except Exception as error:   # ConfigError and anything a damaged config raises
         raise BadInput(f"{run.path}: dynamics /config unusable ({str(error).splitlines()[0]})") from None
+
+
+def window_for(run, window):
+    """The window (records) of the window drift estimator: ``window`` if given, else
+    chosen from a column subsample of the records (bounded memory)."""
+    if window is not None:
+        return int(window)
+    step = max(1, run.n_synapses // 256)
+    # copies: a strided view would keep each whole chunk alive (memory ∝ records)
+    parts = [run.weights(a, b)[:, ::step].copy() for a, b in run.chunks()]
+    return choose_window(run.time, np.concatenate(parts))

@@ -46,7 +46,8 @@ import numpy as np
 
 from ..errors import BadInput
 from .certificate import Certifier
-from .drift import choose_window, dynamics_system, expected_drift, slaved_state, window_drift
+from .drift import (choose_window, dynamics_system, expected_drift, slaved_state, window_drift,
+                    window_for as _window_for)
 from .meanfield import run_weight_time_scale
 from .fitting import fit_loss_combination
 from .grounding import BASIS_TEXT, ConsistencyPass, SamplePathPass, attach_sample_path
@@ -88,16 +89,6 @@ def drift_kind_for(run, requested="auto"):
         why = run.rule_error if run.rule is None else run.stats_error
         raise BadInput(f"{run.path}: the expected drift needs the rule and the input statistics ({why})")
     return requested
-
-
-def _window_for(run, window):
-    if window is not None:
-        return int(window)
-    # choose from a column subsample of the records (bounded memory)
-    step = max(1, run.n_synapses // 256)
-    # copies: a strided view would keep each whole chunk alive (memory ∝ records)
-    parts = [run.weights(a, b)[:, ::step].copy() for a, b in run.chunks()]
-    return choose_window(run.time, np.concatenate(parts))
 
 
 def _system_losses(run, system, names=None):

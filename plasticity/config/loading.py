@@ -44,16 +44,17 @@ def apply_overrides(data, overrides):
     return data
 
 
-def read_toml(path):
-    """The TOML file at ``path`` as a dict, or :class:`ConfigError`."""
+def read_toml(path, what="config file"):
+    """The TOML file at ``path`` as a dict, or :class:`ConfigError` (``what`` the file
+    is, for the message)."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{path}: no such {what}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
+        raise ConfigError(f"{path}: is a directory, not a {what}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except UnicodeDecodeError:

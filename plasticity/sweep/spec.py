@@ -177,17 +177,9 @@ def identity_of(experiment):
 
 
 def _read(path):
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such sweep file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, not a sweep file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise BadInput(f"{path}: not valid TOML: {error}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not a text (TOML) file") from None
+    from ..config import read_toml
+
+    return read_toml(path, what="sweep file")
 
 
 def _combinations(spec):
