@@ -52,3 +52,8 @@ class WriteFailed(PlasticityError):
     def __init__(self, message, path=None):
         super().__init__(message)
         self.path = path
+
+
+def os_error_reason(error):
+    """A short reason for an ``OSError`` met reading a file (``symlink loop`` for ELOOP)."""
+    return "symlink loop" if error.errno == 40 else (error.strerror or type(error).__name__)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, os_error_reason
 from ..rules import RULES
 from .common import describe_error, first_error
 from .experiment import Experiment
@@ -64,8 +64,7 @@ def read_toml(path, what="config file"):
     except PermissionError:
         raise ConfigError(f"{path}: permission denied (not readable)") from None
     except OSError as error:
-        reason = "symlink loop" if error.errno == 40 else (error.strerror or type(error).__name__)
-        raise ConfigError(f"{path}: cannot read the config: {reason}") from None
+        raise ConfigError(f"{path}: cannot read the config: {os_error_reason(error)}") from None
 
 
 def validate(data, source="config"):

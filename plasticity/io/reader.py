@@ -145,13 +145,9 @@ class Run:
     def _open_hdf5(self):
         import h5py
 
-        try:
-            self._file = h5py.File(self.path, "r")
-        except Exception as error:
-            raise BadInput(f"{self.path}: {_open_problem(error)}") from None
+        self._file = _open_checked(self.path)
         f = self._file
         try:
-            check_hdf5_objects(self.path, f)
             _check_not_being_written(self.path, f)
             fmt = f.attrs.get("format")
             fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
@@ -474,6 +470,23 @@ def _written_rows(data, rows):
     return rows
 
 
+def _open_checked(path):
+    """An untrusted HDF5 file opened read-only, its objects checked
+    (:func:`~plasticity.io.trust.check_hdf5_objects`); :class:`BadInput` otherwise."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except Exception as error:
+        raise BadInput(f"{path}: {_open_problem(error)}") from None
+    try:
+        check_hdf5_objects(path, f)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
 def _open_problem(error):
     """Why HDF5 could not open a file, in words: not HDF5, locked, not permitted, or
     damaged."""
@@ -655,12 +668,7 @@ def read_analysis(path, keys=("time", "psi_deg", "kappa_min", "loss", "constant_
     out = {}
     if path.suffix == ".npz" or _is_zip(path):
         return out
-    try:
-        f = h5py.File(path, "r")
-    except Exception as error:
-        raise BadInput(f"{path}: {_open_problem(error)}") from None
-    with f:
-        check_hdf5_objects(path, f)
+    with _open_checked(path) as f:
         if "analysis" not in f:
             return out
         group = f["analysis"]
@@ -712,12 +720,7 @@ def read_extras(path, max_spikes=2_000_000, max_array=50_000_000):
     check_regular_file(path)
     out = {"attrs": {}, "model_spec": None, "spikes": {}, "spikes_total": {},
            "analysis_doc": None, "analysis": {}}
-    try:
-        f = h5py.File(path, "r")
-    except Exception as error:
-        raise BadInput(f"{path}: {_open_problem(error)}") from None
-    with f:
-        check_hdf5_objects(path, f)
+    with _open_checked(path) as f:
         out["attrs"] = {k: _decode(v) for k, v in f.attrs.items()}
         if "model_spec" in f and isinstance(f["model_spec"], h5py.Dataset):
             try:

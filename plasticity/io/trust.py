@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, os_error_reason
 
 #: the most objects (groups and datasets) the reader walks in one file
 MAX_OBJECTS = 100_000
@@ -71,8 +71,7 @@ def check_regular_file(path):
     except PermissionError:
         raise BadInput(f"{path}: permission denied") from None
     except OSError as error:
-        reason = "symlink loop" if error.errno == 40 else (error.strerror or type(error).__name__)
-        raise BadInput(f"{path}: {reason}") from None
+        raise BadInput(f"{path}: {os_error_reason(error)}") from None
     if stat.S_ISDIR(info.st_mode):
         raise BadInput(f"{path}: is a directory, not a run file")
     if not stat.S_ISREG(info.st_mode):

@@ -89,16 +89,6 @@ class RunData:
         return self.rule is not None and self.rule.activity == "spiking"
 
 
-def _text(value):
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, np.ndarray):
-        return [_text(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def load_run_data(path):
     """A :class:`RunData` of ``path`` (BadInput on a missing, foreign or corrupt file)."""
     path = Path(path)
@@ -184,7 +174,7 @@ class _quiet:
 
 def _read_hdf5_extras(data):
     extras = read_extras(data.path, max_spikes=MAX_SPIKES)
-    data.attrs = {k: _text(v) for k, v in extras["attrs"].items()}
+    data.attrs = extras["attrs"]          # decoded by the reader
     data.seed = data.attrs.get("seed", data.config.get("seed"))
     data.message = data.attrs.get("message")
     data.versions = {k[len("version_"):]: v for k, v in data.attrs.items()
