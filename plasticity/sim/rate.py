@@ -119,6 +119,22 @@ def parameter_namespace(rule, params):
     return {key: params[key] * units[p.dimension] for key, p in rule.parameters.items()}
 
 
+def normal_draw():
+    """(expression, namespace) of a standard normal draw in Brian2 code: NumPy's
+    ziggurat (:mod:`plasticity.sim.normal`) in a C++ standalone program, Brian2's
+    ``randn()`` otherwise."""
+    import brian2 as b2
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    if isinstance(b2.get_device(), CPPStandaloneDevice):
+        from .normal import normal_function
+
+        func = normal_function()
+        if func is not None:
+            return "plasticity_randn()", {"plasticity_randn": func}
+    return "randn()", None
+
+
 def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None):
     """The ``inputs`` NeuronGroup whose variable ``x`` is drawn from ``stats`` (gaussian
     or patterns), and the other Brian2 objects that drawing needs (a ``latent`` group
@@ -132,15 +148,16 @@ def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None):
     extra_eqs = f"\n{eqs}" if eqs else ""
     objects = []
     if stats.kind == "gaussian":
+        randn, draw_namespace = normal_draw()
         if stats.diagonal:
             inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nsd : 1 (constant)" + extra_eqs,
-                                    threshold=threshold, name="inputs")
+                                    threshold=threshold, name="inputs", namespace=draw_namespace)
             inputs.sd = stats.scale
-            inputs.run_regularly("x = xbar + sd * randn()", when="start", name="inputs_draw",
+            inputs.run_regularly(f"x = xbar + sd * {randn}", when="start", name="inputs_draw",
                                  **every)
         else:
-            latent = b2.NeuronGroup(n_pre, "z : 1", name="latent")
-            latent.run_regularly("z = randn()", when="start", name="latent_draw", **every)
+            latent = b2.NeuronGroup(n_pre, "z : 1", name="latent", namespace=draw_namespace)
+            latent.run_regularly(f"z = {randn}", when="start", name="latent_draw", **every)
             inputs = b2.NeuronGroup(n_pre, "x = xbar + xmix : 1\nxmix : 1\nxbar : 1 (constant)"
                                     + extra_eqs, threshold=threshold, name="inputs")
             mixing = b2.Synapses(latent, inputs, "L : 1 (constant)\nxmix_post = L * z_pre : 1 (summed)",
