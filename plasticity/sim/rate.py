@@ -15,6 +15,12 @@ One Brian2 object per concept:
 
 Within one step: inputs drawn (start) → ``y`` summed (groups) → ``w`` updated
 (synapses, order 0) → postsynaptic state updated (synapses, order 1).
+
+On the runtime device two of these are single NumPy calls in ``network_operation``s
+(see :func:`numpy_input_draw`, :func:`matrix_sum`): diagonal Gaussian inputs are drawn
+by ``numpy.random.Generator``, and the sum of all-to-all synapses is ``x · W``. On
+cpp_standalone everything is generated C++, the normal draws by NumPy's ziggurat
+(:mod:`plasticity.sim.normal`).
 """
 
 from dataclasses import dataclass
@@ -123,10 +129,7 @@ def normal_draw():
     """(expression, namespace) of a standard normal draw in Brian2 code: NumPy's
     ziggurat (:mod:`plasticity.sim.normal`) in a C++ standalone program, Brian2's
     ``randn()`` otherwise."""
-    import brian2 as b2
-    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
-
-    if isinstance(b2.get_device(), CPPStandaloneDevice):
+    if _standalone():
         from .normal import normal_function
 
         func = normal_function()
@@ -208,8 +211,15 @@ def build_rate_network(experiment, rule, params, rng):
     n_pre, n_post = net_cfg.n_pre, net_cfg.n_post
     objects = []
 
-    inputs, extra = input_group(stats, n_pre)
-    objects += extra
+    runtime = not _standalone()
+    if runtime and stats.kind == "gaussian" and stats.diagonal:
+        # the runtime device: one NumPy call draws all inputs (see numpy_input_draw)
+        inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nsd : 1 (constant)", name="inputs")
+        inputs.sd, inputs.xbar = stats.scale, stats.mean
+        objects.append(numpy_input_draw(inputs, stats, input_generator(experiment.seed)))
+    else:
+        inputs, extra = input_group(stats, n_pre)
+        objects += extra
 
     y_expr = "ysum" if stats.transfer == "linear" else "ysum * int(ysum > 0)"
     state_eqs = "".join(f"\n{name} : 1" for name in rule.state)
@@ -227,8 +237,83 @@ def build_rate_network(experiment, rule, params, rng):
         neurons.namespace.update(namespace)
         neurons.run_regularly(rule.post_update, when="synapses", order=1, name="plastic_state")
 
+    from brian2.core.variables import ArrayVariable
+
+    if runtime and isinstance(inputs.variables["x"], ArrayVariable) \
+            and is_all_to_all(topology, n_pre, n_post):
+        objects.append(matrix_sum(synapses, inputs, neurons, n_pre, n_post))
+
     network = b2.Network(objects + [inputs, neurons, synapses])
     return RateNetwork(network, synapses, neurons, topology, stats)
+
+
+# Brian2's runtime device calls Python once per code object per step, and its Cython
+# ``randn()`` draws from NumPy's legacy generator (the polar method): for a rate
+# network of 10⁴ synapses that made a step 2.4× the same step written in NumPy
+# (benchmarks/RESULTS.md, "Runtime device: options"). Two steps are done as single
+# NumPy calls instead, where NumPy does them faster than generated loops over synapses:
+# drawing diagonal Gaussian inputs, and the output sum of all-to-all synapses (a
+# matrix product). The rule's update stays Brian2 code (its semantics, any rule).
+
+
+def _standalone():
+    import brian2 as b2
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    return isinstance(b2.get_device(), CPPStandaloneDevice)
+
+
+def input_generator(seed):
+    """The NumPy generator of a runtime run's input draws: a child of ``seed``'s
+    SeedSequence, so it is reproducible and independent of the ``default_rng(seed)``
+    stream that draws the input statistics, topology and initial weights."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+
+
+def numpy_input_draw(inputs, stats, generator):
+    """A ``network_operation`` (``when="start"``, as ``inputs_draw``) setting
+    ``x = xbar + sd·N(0, 1)`` for all inputs with ``generator.standard_normal`` (the
+    ziggurat), in place in the group's array."""
+    import brian2 as b2
+
+    sd, mean = np.asarray(stats.scale, float), np.asarray(stats.mean, float)
+    x = inputs.variables["x"].get_value()     # the group's own array, written in place
+
+    @b2.network_operation(when="start", order=0, name="inputs_draw")
+    def inputs_draw():
+        generator.standard_normal(out=x)
+        np.multiply(x, sd, out=x)
+        np.add(x, mean, out=x)
+
+    return inputs_draw
+
+
+def is_all_to_all(topology, n_pre, n_post):
+    """Whether the synapses are every (pre, post) pair in (pre, post) order, so that
+    ``w`` read as an ``(n_pre, n_post)`` matrix is the weight matrix."""
+    return (len(topology.pre) == n_pre * n_post
+            and np.array_equal(topology.pre, np.repeat(np.arange(n_pre), n_post))
+            and np.array_equal(topology.post, np.tile(np.arange(n_post), n_pre)))
+
+
+def matrix_sum(synapses, inputs, neurons, n_pre, n_post):
+    """A ``network_operation`` replacing the summed variable ``ysum_post = w x_pre``
+    of all-to-all synapses by ``ysum = x · W`` (``W`` a view of ``w``), at the
+    updater's place in the schedule; the updater is made inactive."""
+    import brian2 as b2
+
+    updater = synapses.summed_updaters["ysum_post"]
+    updater.active = False
+    x = inputs.variables["x"].get_value()
+    ysum = neurons.variables["ysum"].get_value()
+    weights = synapses.variables["w"]
+
+    @b2.network_operation(when=updater.when, order=updater.order, name="ysum_matrix")
+    def ysum_matrix():
+        # fetched each step: a view of the synapses' current array of w
+        np.dot(x, weights.get_value().reshape(n_pre, n_post), out=ysum)
+
+    return ysum_matrix
 
 
 def start_runtime(experiment):
