@@ -67,6 +67,49 @@ def test_run_imports_no_matplotlib_networkx_or_scipy_optimize(tmp_path, write_co
     assert not {"scipy.optimize", "scipy.stats"} & modules
 
 
+@pytest.mark.slow
+def test_run_of_the_shipped_oja_config_imports_no_plotting_graph_or_optimizer(tmp_path):
+    # experiments/oja_pca.toml as shipped: device "auto", which picks cpp_standalone
+    # for its 2·10⁵ steps (the first run in a fresh cache compiles the program)
+    from pathlib import Path
+
+    config = Path(__file__).parents[1] / "experiments" / "oja_pca.toml"
+    modules = loaded_modules("run", config, "--out", tmp_path / "out", "-q", cwd=tmp_path)
+    assert "brian2" in modules and list((tmp_path / "out").glob("*.h5"))
+    assert "plasticity.sim.standalone" in modules
+    assert not packages(modules) & {"matplotlib", "networkx", "pylab", "pytest"}
+    assert not {"scipy.optimize", "scipy.stats"} & modules
+
+
+def test_brian2_templates_are_compiled_once_across_processes(tmp_path):
+    # the first process compiles Brian2's main.cpp template and stores it; a second
+    # process with the same folder loads it without compiling
+    script = """
+import sys
+import jinja2
+from plasticity.sim.brian import cache_brian2_templates, import_brian2
+import_brian2()
+compiled = []
+real = jinja2.Environment.compile
+jinja2.Environment.compile = lambda self, source, name=None, *a, **k: (
+    compiled.append(name), real(self, source, name, *a, **k))[1]
+cache_brian2_templates(sys.argv[1])
+from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
+CPPStandaloneCodeObject.templater.main
+print(",".join(str(name) for name in compiled))
+"""
+    folder = tmp_path / "templates"
+    runs = [subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True,
+                           text=True, timeout=300, env=cli_env(), cwd=tmp_path) for _ in range(2)]
+    for done in runs:
+        assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+                     for done in runs)
+    assert "main.cpp" in first
+    assert "main.cpp" not in second
+    assert any(folder.iterdir())
+
+
 def test_run_imports_networkx_when_the_topology_needs_it(tmp_path, write_config, base_config):
     base_config["network"]["topology"] = {"generator": "random_graph", "args": {"p": 0.6}}
     config = write_config(base_config)
