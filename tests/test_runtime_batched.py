@@ -1,6 +1,7 @@
-"""The runtime device's NumPy steps (plasticity.sim.rate): diagonal Gaussian inputs
-drawn by numpy.random.Generator in one call, and the output sum of all-to-all
-synapses as a matrix product. Each against what Brian2's own objects compute."""
+"""The batched steps of rate networks (plasticity.sim.rate): on the runtime device
+diagonal Gaussian inputs drawn by numpy.random.Generator in one call and the output
+sum of all-to-all synapses as a matrix product; on cpp_standalone that sum as a dot
+product per output. Each against what Brian2's own objects compute."""
 
 import h5py
 import numpy as np
@@ -41,6 +42,25 @@ def test_matrix_sum_gives_the_summed_variable(tmp_path, monkeypatch, bcm_config,
     for name in summed[1]:
         np.testing.assert_allclose(batched[1][name], summed[1][name], rtol=1e-12, atol=1e-14)
     # the run moved the weights: equal trajectories are not two frozen ones
+    assert np.ptp(summed[0], axis=0).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_standalone_matrix_sum_gives_the_summed_variable(tmp_path, monkeypatch, bcm_config):
+    # patterns inputs (drawn by Brian2's rand(), the same in both builds), BCM with
+    # its postsynaptic threshold: the whole trajectory with and without the dot product
+    config = {**bcm_config, "simulation": {**bcm_config["simulation"], "device": "cpp_standalone"}}
+    experiment = validate(config)
+    used = []
+    real = rate.standalone_matrix_sum
+    monkeypatch.setattr(rate, "standalone_matrix_sum", lambda *a: used.append(1) or real(*a))
+    batched = _weights(run(experiment, tmp_path / "a", progress=False, build_dir=tmp_path / "build_a"))
+    assert used == [1]
+    monkeypatch.setattr(rate, "is_all_to_all", lambda *a: False)
+    summed = _weights(run(experiment, tmp_path / "b", progress=False, build_dir=tmp_path / "build_b"))
+    assert len(used) == 1
+    np.testing.assert_allclose(batched[0], summed[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(batched[1]["theta"], summed[1]["theta"], rtol=1e-12, atol=1e-14)
     assert np.ptp(summed[0], axis=0).max() > 1e-3
 
 

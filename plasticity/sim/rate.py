@@ -19,8 +19,9 @@ Within one step: inputs drawn (start) → ``y`` summed (groups) → ``w`` update
 On the runtime device two of these are single NumPy calls in ``network_operation``s
 (see :func:`numpy_input_draw`, :func:`matrix_sum`): diagonal Gaussian inputs are drawn
 by ``numpy.random.Generator``, and the sum of all-to-all synapses is ``x · W``. On
-cpp_standalone everything is generated C++, the normal draws by NumPy's ziggurat
-(:mod:`plasticity.sim.normal`).
+cpp_standalone everything is generated C++: the normal draws by NumPy's ziggurat
+(:mod:`plasticity.sim.normal`), the sum of all-to-all synapses as a dot product per
+output (:func:`standalone_matrix_sum`).
 """
 
 from dataclasses import dataclass
@@ -239,9 +240,11 @@ def build_rate_network(experiment, rule, params, rng):
 
     from brian2.core.variables import ArrayVariable
 
-    if runtime and isinstance(inputs.variables["x"], ArrayVariable) \
-            and is_all_to_all(topology, n_pre, n_post):
-        objects.append(matrix_sum(synapses, inputs, neurons, n_pre, n_post))
+    if isinstance(inputs.variables["x"], ArrayVariable) and is_all_to_all(topology, n_pre, n_post):
+        if runtime:
+            objects.append(matrix_sum(synapses, inputs, neurons, n_pre, n_post))
+        else:
+            standalone_matrix_sum(synapses, inputs, neurons, n_pre, n_post)
 
     network = b2.Network(objects + [inputs, neurons, synapses])
     return RateNetwork(network, synapses, neurons, topology, stats)
@@ -314,6 +317,47 @@ def matrix_sum(synapses, inputs, neurons, n_pre, n_post):
         np.dot(x, weights.get_value().reshape(n_pre, n_post), out=ysum)
 
     return ysum_matrix
+
+
+#: C++ of ``plasticity_ysum(post)``: ``Σ_j w[j, post] x[j]`` over the all-to-all weight
+#: matrix (W_ARRAY, X_ARRAY, N_PRE, N_POST filled in per network)
+YSUM_CODE = r"""
+static double plasticity_ysum(const int32_t post)
+{
+    const double* __restrict w = &brian::W_ARRAY[0];
+    const double* __restrict x = brian::X_ARRAY;
+    double total = 0.0;
+    for (int64_t j = 0; j < N_PRE; j++)
+        total += w[j * N_POST + post] * x[j];
+    return total;
+}
+"""
+
+
+def standalone_matrix_sum(synapses, inputs, neurons, n_pre, n_post):
+    """cpp_standalone's :func:`matrix_sum`: the summed variable's scatter over the
+    synapses (``ysum[post[s]] += …``, each addition waiting for the previous one)
+    replaced by a dot product per output neuron that the compiler vectorises, run by
+    the neurons at the updater's place in the schedule; the updater is made inactive.
+    """
+    import brian2 as b2
+
+    device = b2.get_device()
+    updater = synapses.summed_updaters["ysum_post"]
+    updater.active = False
+    code = (YSUM_CODE.replace("W_ARRAY", device.get_array_name(synapses.variables["w"], access_data=False))
+            .replace("X_ARRAY", device.get_array_name(inputs.variables["x"]))
+            .replace("N_PRE", str(int(n_pre))).replace("N_POST", str(int(n_post))))
+
+    def plasticity_ysum(post):  # pragma: no cover - C++ only
+        raise NotImplementedError("plasticity_ysum runs in cpp_standalone programs only")
+
+    func = b2.Function(plasticity_ysum, arg_units=[1], return_unit=1, arg_types=["integer"],
+                       return_type="float", stateless=False)
+    func.implementations.add_implementation("cpp", {"support_code": code}, name="plasticity_ysum")
+    neurons.namespace["plasticity_ysum"] = func
+    neurons.run_regularly("ysum = plasticity_ysum(i)", when=updater.when, order=updater.order,
+                          name="ysum_matrix")
 
 
 def start_runtime(experiment):
