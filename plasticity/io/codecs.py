@@ -10,6 +10,10 @@ from ..inputs import InputStats
 
 #: a diagonal covariance above this many inputs is written as its diagonal blocks only
 DIAGONAL_BLOCK = 512
+#: side of those blocks (HDF5 chunks): smaller blocks are less to compress (n × 128
+#: values instead of n × 512: 0.035 s instead of 0.09 s for 10⁴ inputs) and a dense read
+#: of the whole matrix is no slower
+DIAGONAL_CHUNK = 128
 
 
 # ----------------------------------------------------------------------------------
@@ -29,7 +33,7 @@ def write_input_stats(group, stats):
         # a large diagonal covariance: chunked, only the diagonal blocks written (the
         # other chunks read back as the fill value 0), so neither time nor file size
         # goes as n²; readers see the same dense dataset
-        block = DIAGONAL_BLOCK
+        block = DIAGONAL_CHUNK
         data = group.create_dataset("covariance", shape=(n, n), dtype="f8", fillvalue=0.0,
                                     chunks=(block, block), compression="gzip", compression_opts=1)
         for start in range(0, n, block):

@@ -23,6 +23,7 @@ import os
 import platform
 import queue
 import socket
+import sys
 import threading
 import weakref
 from time import monotonic
@@ -60,6 +61,12 @@ def versions():
 
     out = {"python": platform.python_version()}
     for package in ("plasticity", "brian2", "numpy", "scipy", "h5py", "networkx"):
+        # an imported package's own __version__ (a lookup in the installed
+        # distributions scans site-packages: ~10 ms each)
+        loaded = getattr(sys.modules.get(package), "__version__", None)
+        if isinstance(loaded, str):
+            out[package] = loaded
+            continue
         try:
             out[package] = md.version(package)
         except md.PackageNotFoundError:
