@@ -257,3 +257,19 @@ def test_an_unknown_compression_is_refused(tmp_path):
     with pytest.raises(ValueError, match="compression"):
         RunFile(tmp_path / "x.h5", 3, compression="zstd")
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_a_large_diagonal_covariance_reads_back_dense(tmp_path):
+    # above DIAGONAL_BLOCK inputs only the diagonal chunks are written; readers of the
+    # dataset see the full matrix (zeros off the diagonal blocks), the reader the variances
+    from plasticity.inputs import InputStats
+    from plasticity.io.codecs import DIAGONAL_BLOCK, read_input_stats, write_input_stats
+
+    n = DIAGONAL_BLOCK + 77
+    stats = InputStats.gaussian(n, np.random.default_rng(1), spectrum=np.linspace(2.0, 0.5, n),
+                                rotation="identity")
+    with h5py.File(tmp_path / "inputs.h5", "w") as f:
+        write_input_stats(f.create_group("inputs"), stats)
+    with h5py.File(tmp_path / "inputs.h5", "r") as f:
+        np.testing.assert_array_equal(f["inputs/covariance"][()], np.diag(stats.variances))
+        np.testing.assert_array_equal(read_input_stats(f["inputs"]).variances, stats.variances)
