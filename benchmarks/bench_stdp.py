@@ -26,6 +26,12 @@ the number of records.
 
     .venv/bin/python benchmarks/bench_stdp.py            # 100 s; a few minutes
     .venv/bin/python benchmarks/bench_stdp.py --quick    # 10 s and 50 s, 1 repeat
+
+``--devices 5`` instead runs the experiment through plasticity on both devices, runtime
+and cpp_standalone, for seeds 1-5 (:func:`device_comparison`): the speed-up of
+standalone and a permutation test of the two devices' final weight histograms.
+
+    .venv/bin/python benchmarks/bench_stdp.py --devices 5          # 100 s per run
 """
 
 import argparse
@@ -72,11 +78,11 @@ ON_POST = """apost += 1
 w = clip(w + A_plus * w_max * apre, 0, w_max)"""
 
 
-def experiment(duration):
+def experiment(duration, device="runtime", seed=None):
     from plasticity.config import load_config
 
     return load_config(CONFIG, [f'simulation.duration="{duration} s"',
-                                'simulation.device="runtime"'])
+                                f'simulation.device="{device}"'], seed=seed)
 
 
 def check_same_parameters():
@@ -98,13 +104,13 @@ def check_same_parameters():
     assert (exp.network.init.low, exp.network.init.high) == (W_LOW, W_HIGH)
 
 
-def plasticity_run(duration, out):
-    """The experiment through plasticity; returns (path, post-synaptic rate in Hz)."""
+def plasticity_run(duration, out, device="runtime", seed=None):
+    """The experiment through plasticity; returns (final weights, post-synaptic rate in Hz)."""
     import h5py
 
     from plasticity.sim import run
 
-    path = run(experiment(duration), out_dir=out, progress=False)
+    path = run(experiment(duration, device, seed), out_dir=out, progress=False)
     with h5py.File(path, "r") as f:
         post = f["rates/post"][1:, 0]
         assert f.attrs["status"] == "complete" and f["weights"].shape == (
@@ -190,6 +196,53 @@ def histogram(w):
     return float(np.mean(w < 0.1)), float(np.mean(w > 0.9))
 
 
+def device_comparison(duration, seeds):
+    """The experiment through plasticity on both devices, seeds 1..``seeds``, the
+    devices alternating: wall time of each ``plasticity.sim.run`` call (warm: the
+    standalone program compiled and the Cython cache filled by a short untimed run of
+    each), the final weight histograms compared over seeds
+    (:func:`plasticity.analysis.devices.compare_weight_histograms`)."""
+    import os
+
+    from plasticity.analysis.devices import compare_weight_histograms
+
+    devices = ("runtime", "cpp_standalone")
+    load = os.getloadavg()[0]
+    times = {d: [] for d in devices}
+    final = {d: [] for d in devices}
+    rates = {d: [] for d in devices}
+    with tempfile.TemporaryDirectory() as tmp:
+        for device in devices:
+            plasticity_run(0.5, tmp, device)
+        for seed in range(1, seeds + 1):
+            for device in devices:
+                seconds, (w, rate) = timed(plasticity_run, duration, tmp, device, seed)
+                times[device].append(seconds)
+                final[device].append(w)
+                rates[device].append(rate)
+                print(f"{device:15s} seed {seed}: {seconds:.2f} s (post rate {rate:.1f} Hz, "
+                      f"bottom/top tenth {histogram(w)})", file=sys.stderr, flush=True)
+    result = compare_weight_histograms(final["runtime"], final["cpp_standalone"], 0, RULE["w_max"])
+    ratios = np.array(times["runtime"]) / np.array(times["cpp_standalone"])
+    print(f"Song et al. 2000 on both devices: {duration:g} s simulated, seeds 1-{seeds}, "
+          f"the devices alternating, wall clock of each `plasticity.sim.run` call (warm); "
+          f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+    print("| device | time per run (median) | all | post rate (mean) | weights < 0.1 / > 0.9 g_max "
+          "(mean over seeds) |")
+    print("|---|---|---|---|---|")
+    for device in devices:
+        lo_hi = np.mean([histogram(w) for w in final[device]], axis=0)
+        print(f"| {device} | {np.median(times[device]):.2f} s | "
+              f"{' '.join(f'{t:.1f}' for t in times[device])} | {np.mean(rates[device]):.1f} Hz | "
+              f"{lo_hi[0]:.2f} / {lo_hi[1]:.2f} |")
+    print(f"\nspeed-up runtime / standalone per seed: {' '.join(f'{r:.2f}' for r in ratios)}; "
+          f"median **{np.median(ratios):.2f}×** (target ≥ 3)")
+    print(f"weight histograms (10 bins of [0, g_max]) runtime vs standalone, permutation test "
+          f"over the {seeds}+{seeds} runs: D = {result.statistic:.4f}, p = {result.pvalue:.3f}; "
+          f"mean histograms runtime {np.round(result.first, 2).tolist()}, standalone "
+          f"{np.round(result.second, 2).tolist()}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 s (memory: 10 s and 50 s), 1 repeat")
@@ -197,7 +250,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--factor", type=int, default=5, help="memory: 1x and this x the duration")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--devices", type=int, metavar="SEEDS",
+                        help="instead: runtime vs cpp_standalone over this many seeds")
     args = parser.parse_args()
+    if args.devices:
+        device_comparison(args.duration or 100.0, args.devices)
+        return
     duration = args.duration or (10.0 if args.quick else 100.0)
     repeats = 1 if args.quick else args.repeats
     started = time.perf_counter()

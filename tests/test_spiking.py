@@ -67,7 +67,6 @@ BAD = [
     (LIF_CONFIG, "network.params", {"tau_m": "5 mV"}, "network.params.tau_m"),
     (LIF_CONFIG, "network.params", {"tau_m": True}, "network.params.tau_m"),
     (LIF_CONFIG, "inputs.post_rates", "10 Hz", "inputs.post_rates"),
-    (LIF_CONFIG, "simulation.device", "cpp_standalone", "simulation.device"),
     (LIF_CONFIG, "record.spikez", True, "record.spikez"),
     (PAIR_CONFIG, "inputs.post_rates", _DELETE, "inputs.post_rates"),
     (PAIR_CONFIG, "inputs.post_rates", ["1 Hz", "2 Hz"], "inputs.post_rates"),

@@ -268,9 +268,6 @@ def _check_spiking(experiment):
         allowed = sorted(n for n, r in RULES.items() if r.activity == model_kind)
         raise ValueError(f"rule.name: {rule.name!r} is a {rule_kind} rule but model {net.model!r} "
                          f"is a {model_kind} model (allowed: {', '.join(allowed)})")
-    if model_kind == "spiking" and experiment.simulation.device == "cpp_standalone":
-        raise ValueError("simulation.device: spiking models run on the runtime device only "
-                         "(allowed: runtime, auto)")
     if model_kind == "spiking" and experiment.inputs.kind != "poisson":
         raise ValueError(f"inputs.kind: spiking model {net.model!r} needs kind = \"poisson\"")
     if model_kind != "spiking" and experiment.inputs.kind == "poisson":

@@ -6,8 +6,9 @@ worker process: it takes a resolved experiment, picks the run path and returns t
 file's path. Every run path has the same signature, ``run(experiment, options)``:
 
 - :mod:`.rate`: rate networks on the runtime device (Cython);
-- :mod:`.standalone`: rate networks on cpp_standalone, streaming from the program;
-- :mod:`.spiking`: Poisson inputs, LIF neurons, event-driven rules;
+- :mod:`.standalone`: rate and spiking networks on cpp_standalone, streaming from the
+  program;
+- :mod:`.spiking`: Poisson inputs, LIF neurons, event-driven rules (runtime device);
 - :mod:`.dynamics`: ``kind = "dynamics"`` experiments (NumPy, no Brian2);
 - :mod:`.session`: what they share (file, progress, signals, divergence guard).
 
@@ -53,15 +54,14 @@ def runner_for(experiment):
         from . import dynamics
 
         return dynamics
+    if choose_device(experiment) == "cpp_standalone":
+        from . import standalone
+
+        return standalone
     if experiment.network.spec.activity == "spiking":
         from . import spiking
 
         return spiking
-    n_synapses = experiment.network.n_pre * experiment.network.n_post
-    if choose_device(experiment, n_synapses) == "cpp_standalone":
-        from . import standalone
-
-        return standalone
     from . import rate
 
     return rate

@@ -64,12 +64,16 @@ def estimate(experiment):
 
     net = experiment.network
     n_pre, n_post = net.n_pre, net.n_post
-    synapses = n_pre * n_post
+    synapses = _synapse_bound(net)
     exact = net.topology.generator == "complete_bipartite_graph"
     steps, every = experiment.steps
     records = steps // every + 1
     rule = RULES[experiment.rule.name]
-    width = 1 + synapses + (n_post * len(rule.state) if experiment.record.state else 0)
+    logged = synapses
+    if net.spec.recurrent:     # only the E→E synapses are logged
+        n_exc = round(float(net.params.get("frac_exc", net.spec.params.get("frac_exc", 1.0))) * n_pre)
+        logged = min(synapses, _synapse_bound(net, n_exc, n_exc))
+    width = 1 + logged + (n_post * len(rule.state) if experiment.record.state else 0)
     if net.spec.activity == "spiking":
         width += n_pre + n_post           # /rates/pre and /rates/post
     inputs = experiment.inputs
@@ -83,8 +87,31 @@ def estimate(experiment):
     stored_inputs = 8 * n_pre * (1 if diagonal else n_pre) if dense else 0
     memory = (BASE_MEMORY_BYTES + BYTES_PER_SYNAPSE * synapses + input_matrices
               + 3 * _chunk_bytes(width))
-    file_bytes = (FILE_OVERHEAD_BYTES + 8 * records * width + 16 * synapses + stored_inputs)
+    file_bytes = (FILE_OVERHEAD_BYTES + 8 * records * width + 16 * logged + stored_inputs)
     return Estimate(synapses, exact, steps, records, width, memory, file_bytes)
+
+
+#: networkx generators of random graphs whose argument ``p`` is the probability of
+#: each edge: their edge count is binomial, bounded here by its mean + 6 standard
+#: deviations instead of all pairs
+EDGE_PROBABILITY_GENERATORS = ("erdos_renyi_graph", "fast_gnp_random_graph",
+                               "gnp_random_graph", "binomial_graph", "random_graph")
+
+
+def _synapse_bound(net, n_pre=None, n_post=None):
+    """An upper bound of the synapses among ``n_pre × n_post`` neurons (default: the
+    network's): all pairs, or for a random graph with edge probability ``p`` its
+    binomial edge count's mean + 6 standard deviations (never above all pairs)."""
+    n_pre = net.n_pre if n_pre is None else n_pre
+    n_post = net.n_post if n_post is None else n_post
+    pairs = n_pre * n_post
+    p = net.topology.args.get("p")
+    if net.topology.generator in EDGE_PROBABILITY_GENERATORS and isinstance(p, (int, float)) \
+            and 0 <= p <= 1:
+        # an undirected graph's edges count both ways: the same expected pairs
+        mean = p * pairs
+        return int(min(pairs, mean + 6 * (mean * (1 - p)) ** 0.5 + 1))
+    return pairs
 
 
 def _estimate_dynamics(experiment):

@@ -100,11 +100,13 @@ def make_topology(experiment, rng):
             reason = f"wrong arguments: {reason}"
         raise ConfigError(f"network.topology: {gen_name}({', '.join(f'{k}={v!r}' for k, v in args.items())}) "
                           f"failed: {type(error).__name__}: {reason}") from None
-    edges = sorted(set(edges))
     if not edges:
         raise ConfigError(f"network.topology: {gen_name} made no synapses")
-    pre, post = np.array(edges, dtype=np.int64).T
-    return Topology(pre, post)
+    # sorted and without duplicates; as one int64 key per edge (10⁶ edges: 0.2 s,
+    # against seconds for a sorted set of tuples)
+    pairs = np.array(edges, dtype=np.int64)
+    keys = np.unique(pairs[:, 0] * net.n_post + pairs[:, 1])
+    return Topology(keys // net.n_post, keys % net.n_post)
 
 
 def initial_weights(experiment, n_synapses, rng):
@@ -137,6 +139,29 @@ def normal_draw():
         if func is not None:
             return "plasticity_randn()", {"plasticity_randn": func}
     return "randn()", None
+
+
+def shared_parameter_equations(values):
+    """Equation lines declaring ``values`` (name -> number or Brian2 quantity) as
+    ``(shared, constant)`` variables of a group, for code that must not inline them
+    (cpp_standalone: changed values are passed when the program starts, see
+    :mod:`plasticity.sim.standalone`). Assign the values after creating the group
+    (:func:`assign_values`)."""
+    import brian2 as b2
+    from brian2.units.fundamentalunits import DIMENSIONLESS
+
+    lines = []
+    for name, value in values.items():
+        dim = b2.get_dimensions(value)
+        unit = "1" if dim is DIMENSIONLESS else repr(b2.get_unit(dim))
+        lines.append(f"{name} : {unit} (shared, constant)")
+    return "\n".join(lines)
+
+
+def assign_values(group, values):
+    """Set ``group.<name> = value`` for each of ``values``."""
+    for name, value in values.items():
+        setattr(group, name, value)
 
 
 def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None):
@@ -202,8 +227,12 @@ class RateNetwork:
     stats: InputStats
 
 
-def build_rate_network(experiment, rule, params, rng):
-    """Create the Brian2 objects (in the current device) for a rate experiment."""
+def build_rate_network(experiment, rule, params, rng, shared_parameters=False):
+    """Create the Brian2 objects (in the current device) for a rate experiment.
+
+    ``shared_parameters``: the rule's parameters are ``(shared, constant)`` variables of
+    the neurons instead of constants in the namespace (cpp_standalone, so that their
+    values are not compiled into the program)."""
     import brian2 as b2
 
     net_cfg = experiment.network
@@ -224,11 +253,18 @@ def build_rate_network(experiment, rule, params, rng):
 
     y_expr = "ysum" if stats.transfer == "linear" else "ysum * int(ysum > 0)"
     state_eqs = "".join(f"\n{name} : 1" for name in rule.state)
+    namespace = parameter_namespace(rule, params)
+    shared = {}
+    if shared_parameters:
+        # variables of the neurons, which the synapses' code reads as its own (Brian2
+        # resolves a name of the postsynaptic group in a synapse's code)
+        shared, namespace = namespace, {}
+        state_eqs += "\n" + shared_parameter_equations(shared)
     neurons = b2.NeuronGroup(n_post, f"y = {y_expr} : 1\nysum : 1{state_eqs}", name="neurons")
     for name, value in rule.initial_state(params, n_post).items():
         setattr(neurons, name, value)
+    assign_values(neurons, shared)
 
-    namespace = parameter_namespace(rule, params)
     synapses = b2.Synapses(inputs, neurons, "w : 1\nysum_post = w * x_pre : 1 (summed)",
                            name="synapses", namespace=namespace)
     synapses.connect(i=topology.pre, j=topology.post)

@@ -45,11 +45,27 @@ STANDALONE_MIN_WORK = 1e8
 STEP_OVERHEAD_SYNAPSES = 900
 
 
-def choose_device(experiment, n_synapses):
-    """The Brian2 device a run uses (``auto``: by the amount of work)."""
+#: spiking networks: ``auto`` uses cpp_standalone when steps × (synapses +
+#: SPIKING_STEP_OVERHEAD_SYNAPSES) is at least SPIKING_STANDALONE_MIN_WORK. The runtime
+#: device pays a fixed Python cost per step for each of a spiking network's dozen
+#: code objects; benchmarks/bench_stdp.py measures both devices.
+SPIKING_STANDALONE_MIN_WORK = 1e8
+SPIKING_STEP_OVERHEAD_SYNAPSES = 5000
+
+
+def choose_device(experiment, n_synapses=None):
+    """The Brian2 device a run uses (``auto``: by the amount of work). ``n_synapses``
+    defaults to the estimate's bound (:mod:`plasticity.sim.estimate`)."""
     device = experiment.simulation.device
     if device != "auto":
         return device
+    if n_synapses is None:
+        from .estimate import estimate
+
+        n_synapses = estimate(experiment).synapses
+    if experiment.network.spec.activity == "spiking":
+        work = experiment.simulation.steps * (n_synapses + SPIKING_STEP_OVERHEAD_SYNAPSES)
+        return "cpp_standalone" if work >= SPIKING_STANDALONE_MIN_WORK else "runtime"
     work = experiment.simulation.steps * (n_synapses + STEP_OVERHEAD_SYNAPSES)
     return "cpp_standalone" if work >= STANDALONE_MIN_WORK else "runtime"
 

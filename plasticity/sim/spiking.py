@@ -41,7 +41,8 @@ from ..inputs import InputStats
 from ..io.codecs import write_poisson_inputs
 from ..rules import get_rule
 from ..units import dimension_of, parse_quantity
-from .rate import Topology, initial_weights, input_group, make_topology, start_runtime
+from .rate import (Topology, assign_values, initial_weights, input_group, make_topology,
+                   shared_parameter_equations, start_runtime)
 from .session import Progress, check_finite, drive, finish, open_run_file
 
 
@@ -91,6 +92,9 @@ class SpikingNetwork:
     post_counts: object              # () -> ... of each postsynaptic neuron
     populations: dict = field(default_factory=dict)   # name -> SpikeMonitor (spike streaming)
     modulation: object = None        # InputStats of the rate modulation (inputs.modulation)
+    #: the SpikeMonitors counting the pre- and postsynaptic spikes (the same one twice
+    #: for a recurrent network), or None where the neurons count in their reset
+    count_monitors: tuple = (None, None)
 
 
 LIF_EQS = """
@@ -100,33 +104,64 @@ dg_in/dt = -g_in / tau_in : 1
 """
 
 
-def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
-    """Create the Brian2 objects (runtime device) of a spiking experiment."""
+#: the neuron parameters of the LIF equations, threshold and reset (shared variables
+#: of the neurons with ``shared_parameters``)
+LIF_PARAMS = ("tau_m", "V_rest", "V_reset", "V_th", "E_ex", "E_in", "tau_ex", "tau_in")
+#: the conductance jumps of the fixed synapses of a recurrent network
+FIXED_PARAMS = ("g_ei", "g_ie", "g_ii")
+
+
+def build_spiking_network(experiment, rule, params, rng, record_spikes=False, *,
+                          count_with_monitors=False, shared_parameters=False):
+    """Create the Brian2 objects (in the current device) of a spiking experiment.
+
+    ``count_with_monitors``: count the spikes for ``/rates`` with SpikeMonitors (no
+    per-spike cost in the neurons' reset; on cpp_standalone a monitor costs no Python
+    per step). ``shared_parameters``: the rule's numeric parameters and the neuron
+    parameters (:data:`LIF_PARAMS`) are ``(shared, constant)`` variables of the
+    postsynaptic neurons, which the synapses' code reads as its own (Brian2 resolves a
+    name of the postsynaptic group in a synapse's code), the jumps of the fixed synapses
+    (:data:`FIXED_PARAMS`) variables of those synapses: not constants of a namespace,
+    inlined into the code (cpp_standalone: their values are passed to the program when
+    it starts)."""
     import brian2 as b2
 
     spec = experiment.network.spec
     net_cfg = experiment.network
     n_pre, n_post = net_cfg.n_pre, net_cfg.n_post
     mp = model_params(experiment)
-    namespace = {**mp, **rule_namespace(rule, params)}
+    rule_values = rule_namespace(rule, params)
+    namespace = {**mp, **rule_values}
+    neuron_shared, rule_shared, fixed_shared = {}, {}, {}
+    if shared_parameters:
+        neuron_shared = {k: mp[k] for k in LIF_PARAMS if k in mp}
+        fixed_shared = {k: mp[k] for k in FIXED_PARAMS if k in mp}
+        rule_shared = dict(rule_values)
+        namespace = {k: v for k, v in namespace.items()
+                     if k not in neuron_shared and k not in rule_shared and k not in fixed_shared}
     syn_eqs, on_pre, on_post = rule.code(params)
     post_eqs, post_spike, post_init = rule.post_code(params)
     recurrent = spec.recurrent
     neuron_kind = spec.neuron
     objects = []
     modulation = None
-    # spike counts for /rates: SpikeMonitors only when spikes are streamed, else the
-    # neurons count in their reset (no per-step code object of their own)
-    count = not record_spikes
+    # spike counts for /rates: SpikeMonitors when spikes are streamed (or asked for),
+    # else the neurons count in their reset (no per-step code object of their own)
+    count = not (record_spikes or count_with_monitors)
     count_eqs = "\nspike_count : 1" if count else ""
     count_code = "spike_count += 1" if count else ""
 
+    def shared_eqs(values):
+        return "\n" + shared_parameter_equations(values) if values else ""
+
     def lif_group(n, name):
         reset = "\n".join(filter(None, ("v = V_reset", post_spike, count_code)))
-        group = b2.NeuronGroup(n, LIF_EQS + post_eqs + count_eqs, threshold="v > V_th",
-                               reset=reset,
+        values = {**neuron_shared, **rule_shared}
+        group = b2.NeuronGroup(n, LIF_EQS + post_eqs + count_eqs + shared_eqs(values),
+                               threshold="v > V_th", reset=reset,
                                refractory="refractory", method="euler", name=name,
                                namespace=namespace)
+        assign_values(group, values)
         group.v = mp["V_rest"]
         return group
 
@@ -160,9 +195,12 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
                 ("ie", (pre_all >= n_exc) & (post_all < n_exc), "g_in_post += g_ie"),
                 ("ii", (pre_all >= n_exc) & (post_all >= n_exc), "g_in_post += g_ii")):
             if mask.any():
-                s = b2.Synapses(neurons, neurons, on_pre=code, namespace=namespace,
-                                name=f"fixed_{label}")
+                jump = code.rsplit(" ", 1)[1]
+                values = {jump: fixed_shared[jump]} if jump in fixed_shared else {}
+                s = b2.Synapses(neurons, neurons, shared_eqs(values).strip(), on_pre=code,
+                                namespace=namespace, name=f"fixed_{label}")
                 s.connect(i=pre_all[mask], j=post_all[mask])
+                assign_values(s, values)
                 fixed.append(s)
         objects += [neurons, drive, synapses, *fixed]
         pre_group = post_group = neurons
@@ -180,9 +218,11 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
         if neuron_kind == "poisson":
             post_rates = _rates(experiment.inputs.post_rates, n_post)
             reset = "\n".join(filter(None, (post_spike, count_code))) or None
-            post_group = b2.NeuronGroup(n_post, "rates : Hz (constant)\n" + post_eqs + count_eqs,
+            post_group = b2.NeuronGroup(n_post, "rates : Hz (constant)\n" + post_eqs + count_eqs
+                                        + shared_eqs(rule_shared),
                                         threshold="rand() < rates * dt", reset=reset,
                                         name="neurons", namespace=namespace)
+            assign_values(post_group, rule_shared)
             post_group.rates = post_rates * b2.Hz
             transmit = ""
         else:
@@ -208,14 +248,17 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
     synapses.w = initial_weights(experiment, len(topology.pre), rng)
 
     populations = {}
-    if record_spikes:
-        pre_monitor = b2.SpikeMonitor(pre_group, record=True, name="pre_spikes")
-        post_monitor = pre_monitor if recurrent else b2.SpikeMonitor(post_group, record=True,
+    monitors = (None, None)
+    if not count:
+        pre_monitor = b2.SpikeMonitor(pre_group, record=record_spikes, name="pre_spikes")
+        post_monitor = pre_monitor if recurrent else b2.SpikeMonitor(post_group, record=record_spikes,
                                                                      name="post_spikes")
         objects += [pre_monitor] + ([] if recurrent else [post_monitor])
-        populations = {"neurons": post_monitor} if recurrent else {"inputs": pre_monitor,
-                                                                  "neurons": post_monitor}
+        if record_spikes:
+            populations = {"neurons": post_monitor} if recurrent else {"inputs": pre_monitor,
+                                                                      "neurons": post_monitor}
         pre_counts, post_counts = _monitor_counts(pre_monitor), _monitor_counts(post_monitor)
+        monitors = (pre_monitor, post_monitor)
     else:
         post_counts = _group_counts(post_group)
         if recurrent:
@@ -227,7 +270,7 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False):
             objects.append(pre_monitor)
             pre_counts = _monitor_counts(pre_monitor)
     return SpikingNetwork(b2.Network(objects), synapses, topology, input_rates, pre_counts,
-                          post_counts, populations, modulation)
+                          post_counts, populations, modulation, monitors)
 
 
 def _monitor_counts(monitor):

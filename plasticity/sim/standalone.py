@@ -2,34 +2,63 @@
 
 Brian2's standalone device turns the network into a C++ program that runs on its own
 and, by default, only hands its arrays back when it ends. Here the program streams
-instead, so memory does not grow with the duration and a killed run keeps its records:
+instead, so memory does not grow with the duration and a killed run keeps its records.
+Rate and spiking networks are built by the same functions as on the runtime device
+(:func:`~plasticity.sim.rate.build_rate_network`,
+:func:`~plasticity.sim.spiking.build_spiking_network`) and give run files of the same
+layout.
 
 - a one-neuron ``recorder`` group runs at the very start of every time step
   (``when="start", order=-100``, before the inputs are drawn and the weights updated)
   and calls :data:`RECORD_CODE`, a user C++ function. On record steps (step ``k`` a
-  multiple of ``record.every / dt``, and the last step) it ``fwrite``s one record,
-  ``[t, w (S doubles), state (n_post doubles per state variable)]``, to a pipe the
-  Python process gave it (file descriptor in ``$PLASTICITY_RECORD_FD``) and
-  ``fflush``es it. So the record at time ``t`` is the state at the start of that
-  step, exactly as on the runtime device. The network runs for ``duration + dt`` so
-  the record at ``t = duration`` comes from the same code; the updates of that extra
-  step are never seen.
+  multiple of ``every_steps``, and ``last_step``) it ``fwrite``s one record to a pipe
+  the Python process gave it (file descriptor in ``$PLASTICITY_RECORD_FD``) and
+  ``fflush``es it: ``t``, the weights (``S`` doubles), then for a rate network the
+  rule's state (``n_post`` doubles per state variable), for a spiking network the
+  cumulative spike counts of the pre- and postsynaptic neurons (int32, from
+  SpikeMonitors; one array for a recurrent network) and, with ``record.spikes``, per
+  population the spikes stored since the last record (an int64 count ``n``, ``n``
+  times, ``n`` int32 indices; the monitor is cleared after each record, so its memory
+  does not grow). So the record at time ``t`` is the state at the start of that step,
+  exactly as on the runtime device. After the record at ``last_step`` the program
+  ends itself (``_Exit(0)``: it writes no result arrays).
 - Python launches the compiled program itself (not :meth:`device.run`, which blocks
   and changes the working directory), reads whole records from the pipe as they come,
   checks each (:func:`~plasticity.sim.session.check_finite`) and appends it to the
-  :class:`~plasticity.io.RunFile` (which writes and flushes whole chunks). The
-  pipe gives back-pressure: the program waits when Python is behind, and nothing
-  grows on disk or in memory.
+  :class:`~plasticity.io.RunFile` (which writes and flushes whole chunks), spiking
+  rates as spike counts per record interval divided by its length (row 0 NaN), as on
+  the runtime device. The pipe gives back-pressure: the program waits when Python is
+  behind, and nothing grows on disk or in memory.
 - Divergence (checked in Python) kills the program, the run ends ``diverged``;
   SIGINT/SIGTERM stops it, the run ends ``interrupted``. If the Python process is
   killed, the program gets SIGKILL too (``PR_SET_PDEATHSIG`` on Linux; elsewhere it
   dies of SIGPIPE at its next record).
 
+One compiled program per model (no compilation per run): what changes between runs of
+the same model is handed to the program when it starts, not compiled into it.
+
+- the seed: the program seeds Brian2's random generators from ``$PLASTICITY_SEED``
+  (code inserted before anything is drawn) instead of a seed written into ``main.cpp``;
+- the duration: the network is compiled to run for :data:`MAX_DURATION`, and the
+  recorder's ``every_steps`` and ``last_step`` are command-line values (Brian2's
+  ``name.var=value`` arguments, applied just before the network runs);
+- parameter values: the rule's numeric parameters and the neuron parameters of a
+  spiking model are ``(shared, constant)`` variables of the groups whose code uses
+  them (``shared_parameters``), not constants inlined in the code;
+- initial values and other values set from Python: every single-value assignment
+  Brian2 would write into ``main.cpp`` (:func:`_values_to_run_args`) becomes a
+  command-line value; arrays (initial weights, potentials, synapse indices) are data
+  files Brian2 loads at start, so their contents never enter the code.
+
+Only what shapes the code (the model, the rule and its code-changing options such as
+``bounds``, sizes, the topology generator, the record layout) is in the build folder's
+key (:func:`model_key`). A random topology changes the number of synapses with the
+seed, and so the size of Brian2's static arrays: then ``make`` recompiles the one file
+that declares them.
+
 Build folders: one per model and process slot, reused between runs
 (``~/.cache/plasticity/standalone/<model hash>-<slot>``, or ``$PLASTICITY_CACHE``),
-each held with an ``fcntl`` lock for the whole run, so two processes never share one
-while a warm build (``make`` only recompiles what changed: usually ``main.cpp``, which
-holds the seed and the duration) takes a few seconds.
+each held with an ``fcntl`` lock for the whole run, so two processes never share one.
 """
 
 import gc
@@ -44,12 +73,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..rules import get_rule
 from .brian import load_compiler_flag_checks, save_compiler_flag_checks
 from .rate import build_rate_network
 from .session import Progress, check_finite, finish, open_run_file, stop_on_signals
 
-#: C++ of the recorder function; WEIGHTS and STATE_WRITES are filled in per network
+#: C++ of the recorder function; WRITES is filled in per network
 RECORD_CODE = r"""
 static FILE* _plasticity_out = NULL;
 static double plasticity_record(const double t, const int32_t k, const int32_t every,
@@ -66,13 +96,29 @@ static double plasticity_record(const double t, const int32_t k, const int32_t e
         }
     }
     fwrite(&t, sizeof(double), 1, _plasticity_out);
-    fwrite(&brian::WEIGHTS[0], sizeof(double), brian::WEIGHTS.size(), _plasticity_out);
-STATE_WRITES
+WRITES
     if (fflush(_plasticity_out) != 0 || ferror(_plasticity_out))
         exit(71);  // reader gone
+    if (k >= last)
+        std::_Exit(0);  // the run's end: no result arrays to write
     return 0.0;
 }
 """
+
+#: C++ inserted at the start of ``main``: seed Brian2's random generators (one per
+#: thread) from ``$PLASTICITY_SEED``, as ``brian2.seed(seed)`` would in the code
+SEED_CODE = r"""
+{
+    const char* _plasticity_seed = getenv("PLASTICITY_SEED");
+    if (_plasticity_seed != NULL)
+        for (size_t _i = 0; _i < brian::_random_generators.size(); _i++)
+            brian::_random_generators[_i].seed(strtoul(_plasticity_seed, NULL, 10) + _i);
+}
+"""
+
+#: the duration the network is compiled for: the recorder ends the program at the
+#: run's last step (``last_step``, a command-line value), so the duration is not code
+MAX_DURATION = 1e8
 
 
 def _cache_root():
@@ -84,17 +130,32 @@ def _cache_root():
 
 
 def model_key(experiment, record=True):
-    """Hash of what shapes the generated code (not seed, name, duration or init)."""
-    import brian2
+    """Hash of what shapes the generated code: not the name, seed, duration, record
+    interval, initial values, nor the values of the parameters passed to the program
+    when it starts (the rule's numeric parameters, the neuron parameters of a spiking
+    model)."""
+    import brian2 as b2
 
     from .. import __version__
+    from .spiking import FIXED_PARAMS, LIF_PARAMS
 
+    rule = get_rule(experiment.rule.name)
     data = experiment.to_dict()
     for key in ("name", "seed", "description"):
         data.pop(key, None)
-    data["simulation"] = {k: v for k, v in data["simulation"].items() if k != "duration"}
-    data["network"] = {k: v for k, v in data["network"].items() if k != "init"}
-    data["_versions"] = [__version__, brian2.__version__, sys.version, bool(record)]
+    # rate rules: every parameter is a number (build_rate_network, shared_parameters)
+    run_time = (set(rule.numeric(experiment.rule.params)) if hasattr(rule, "numeric")
+                else set(rule.parameters))
+    data["rule"] = {k: v for k, v in data["rule"].items() if k not in run_time}
+    data["simulation"] = {k: v for k, v in data["simulation"].items()
+                          if k not in ("duration", "weight_bound", "device")}
+    data["record"] = {k: v for k, v in data["record"].items() if k != "every" or not record}
+    network = {k: v for k, v in data["network"].items() if k != "init"}
+    if experiment.network.spec.activity == "spiking":
+        network["params"] = {k: v for k, v in network.get("params", {}).items()
+                             if k not in LIF_PARAMS + FIXED_PARAMS}
+    data["network"] = network
+    data["_versions"] = [__version__, b2.__version__, sys.version, bool(record)]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -196,11 +257,152 @@ def _die_with_parent():
         pass
 
 
+def _values_to_run_args(device):
+    """Turn the single-value assignments queued for ``main.cpp`` into command-line
+    values (``group.var=value``), so that changed values (parameters, initial values)
+    leave the code unchanged. Removes them from Brian2's queue; an earlier single value
+    of a variable later set from an array is dropped (the array wins, as in the code).
+    Only variables the program can set from its command line are moved, and only
+    finite numbers; assignments after the network run stay in the code."""
+    names = {}
+    for var, name in device.arrays.items():
+        names[name] = var
+    for var, name in list(device.dynamic_arrays.items()):
+        names[name] = var
+    args = {}
+    kept = []
+    running = False
+    for entry in device.main_queue:
+        func, payload = entry
+        if func == "run_network":
+            running = True
+        var = names.get(payload[0]) if func in ("set_by_constant", "set_by_single_value",
+                                                 "set_by_array") and not running else None
+        settable = var is not None and not var.read_only and hasattr(var.owner, "name")
+        if settable and func == "set_by_array":
+            args.pop(var, None)
+        elif settable and func == "set_by_constant":
+            value = _number(payload[1])
+            if value is not None:
+                args.pop(var, None)
+                args[var] = value
+                continue
+        elif settable and func == "set_by_single_value" and payload[1] == 0 and var.size == 1:
+            value = _number(payload[2])
+            if value is not None:
+                args.pop(var, None)
+                args[var] = value
+                continue
+        kept.append(entry)
+    device.main_queue[:] = kept
+    return [f"{var.owner.name}.{var.name}={value}" for var, value in args.items()]
+
+
+def _number(value):
+    """``value`` (a number, or the C++ text of one) as command-line text, or None."""
+    if isinstance(value, (bool, np.bool_)) or value in ("true", "false"):
+        return "1" if value in (True, "true") else "0"
+    if isinstance(value, str):
+        value = value.replace(" ", "")      # Brian2 renders negative numbers as "- 0.054"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(number):
+        return None
+    if float(number).is_integer() and isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return repr(number)
+
+
+def _prepare_device(experiment):
+    """Select a fresh cpp_standalone device, seeded from ``$PLASTICITY_SEED``."""
+    import brian2 as b2
+
+    b2.set_device("cpp_standalone", build_on_run=False)
+    device = b2.get_device()
+    device.reinit()
+    # objects of an earlier run still alive (reference cycles) would make Brian2
+    # rename this run's code objects (``..._1``) and so recompile everything
+    gc.collect()
+    device.activate(build_on_run=False)
+    b2.defaultclock.dt = experiment.simulation.dt * b2.second
+    device.insert_code("main", SEED_CODE)
+    return device
+
+
+def _recorder(device, writes):
+    """The one-neuron group whose ``run_regularly`` calls the C++ recorder with the
+    C++ lines ``writes`` (after ``t``)."""
+    import brian2 as b2
+
+    code = RECORD_CODE.replace("WRITES", "\n".join(writes))
+
+    def plasticity_record(t, k, every, last):  # pragma: no cover - C++ only
+        raise NotImplementedError("the plasticity recorder runs on cpp_standalone only")
+
+    func = b2.Function(plasticity_record, arg_units=[b2.second, 1, 1, 1], return_unit=1,
+                       arg_types=["float", "integer", "integer", "integer"],
+                       return_type="float", stateless=False)
+    func.implementations.add_implementation(
+        "cpp", {"support_code": code}, name="plasticity_record",
+        compiler_kwds={"headers": ["<cstdio>", "<cstdlib>"]})
+    recorder = b2.NeuronGroup(1, "k : integer\nsink : 1\nevery_steps : integer (constant)\n"
+                                 "last_step : integer (constant)", name="recorder",
+                              namespace={"plasticity_record": func})
+    recorder.run_regularly("sink = plasticity_record(t, k, every_steps, last_step)\n"
+                           "k += 1", when="start", order=-100, name="recorder_write")
+    return recorder
+
+
+def _write_doubles(device, var, count):
+    name = device.get_array_name(var, access_data=False)
+    data = f"&brian::{name}[0]" if name.startswith("_dynamic") else f"brian::{name}"
+    return f"    fwrite({data}, sizeof(double), {count}, _plasticity_out);"
+
+
+def _write_counts(device, monitor):
+    name = device.get_array_name(monitor.variables["count"])
+    return f"    fwrite(brian::{name}, sizeof(int32_t), {len(monitor.source)}, _plasticity_out);"
+
+
+def _write_spikes(device, monitor):
+    """C++: the monitor's spikes since the last record (int64 n, n times, n int32
+    indices), then the monitor cleared."""
+    t = device.get_array_name(monitor.variables["t"], access_data=False)
+    i = device.get_array_name(monitor.variables["i"], access_data=False)
+    n = device.get_array_name(monitor.variables["N"])
+    return (f"    {{ const int64_t _n = brian::{t}.size();\n"
+            f"      fwrite(&_n, sizeof(int64_t), 1, _plasticity_out);\n"
+            f"      if (_n > 0) {{ fwrite(&brian::{t}[0], sizeof(double), _n, _plasticity_out);\n"
+            f"                   fwrite(&brian::{i}[0], sizeof(int32_t), _n, _plasticity_out); }}\n"
+            f"      brian::{t}.clear(); brian::{i}.clear(); brian::{n}[0] = 0; }}")
+
+
+class _Layout:
+    """How to read one record of the stream: fixed blocks (name, dtype, count) after
+    ``t``, then the spikes of ``populations`` (variable length)."""
+
+    def __init__(self, blocks, populations=()):
+        self.blocks = blocks
+        self.populations = list(populations)
+        self.fixed_bytes = 8 + sum(np.dtype(dtype).itemsize * count for _, dtype, count in blocks)
+
+    def split(self, raw):
+        """t and the fixed blocks of a record (views into ``raw``)."""
+        out, offset = {}, 8
+        for name, dtype, count in self.blocks:
+            size = np.dtype(dtype).itemsize * count
+            out[name] = np.frombuffer(raw, dtype, count, offset)
+            offset += size
+        return float(np.frombuffer(raw, np.float64, 1, 0)[0]), out
+
+
 def run(experiment, options):
-    """Run a rate experiment on cpp_standalone; return the run file's path.
+    """Run a rate or spiking experiment on cpp_standalone; return the run file's path.
 
     ``options.record = False`` (benchmarks only) runs the program without the recorder
-    and writes no file; it returns ``None``.
+    for the experiment's duration and writes no file; it returns ``None``.
     """
     import brian2 as b2
 
@@ -209,57 +411,61 @@ def run(experiment, options):
     rng = np.random.default_rng(experiment.seed)
     record = options.record
     sim = experiment.simulation
+    spiking = experiment.network.spec.activity == "spiking"
     n_steps, every_steps = experiment.steps
+    if n_steps >= 2**31 - 1:
+        raise ConfigError(f"simulation.duration: {n_steps:,} steps of simulation.dt; "
+                          f"cpp_standalone counts at most {2**31 - 2:,}")
+    n_pre, n_post = experiment.network.n_pre, experiment.network.n_post
     folder = _BuildDir(experiment, options.build_dir, record)
     timings = {}
     try:
-        b2.set_device("cpp_standalone", build_on_run=False)
-        device = b2.get_device()
-        device.reinit()
-        # objects of an earlier run still alive (reference cycles) would make Brian2
-        # rename this run's code objects (``..._1``) and so recompile everything
-        gc.collect()
-        device.activate(build_on_run=False)
-        b2.defaultclock.dt = sim.dt * b2.second
-        b2.seed(experiment.seed)
-        parts = build_rate_network(experiment, rule, params, rng)
-        state_names = list(rule.state) if experiment.record.state else []
-        n_post = experiment.network.n_post
+        device = _prepare_device(experiment)
+        if spiking:
+            from .spiking import build_spiking_network
+
+            parts = build_spiking_network(experiment, rule, params, rng,
+                                          record_spikes=experiment.record.spikes and record,
+                                          count_with_monitors=True, shared_parameters=True)
+        else:
+            parts = build_rate_network(experiment, rule, params, rng, shared_parameters=True)
         n_syn = len(parts.topology.pre)
-
+        run_args = []
         if record:
-            weights_name = device.get_array_name(parts.synapses.variables["w"], access_data=False)
-            state_lines = "\n".join(
-                f"    fwrite(brian::{device.get_array_name(parts.neurons.variables[name])}, "
-                f"sizeof(double), {n_post}, _plasticity_out);" for name in state_names)
-            code = RECORD_CODE.replace("WEIGHTS", weights_name).replace("STATE_WRITES", state_lines)
-
-            def plasticity_record(t, k, every, last):  # pragma: no cover - C++ only
-                raise NotImplementedError("the plasticity recorder runs on cpp_standalone only")
-
-            func = b2.Function(plasticity_record, arg_units=[b2.second, 1, 1, 1], return_unit=1,
-                               arg_types=["float", "integer", "integer", "integer"],
-                               return_type="float", stateless=False)
-            func.implementations.add_implementation(
-                "cpp", {"support_code": code}, name="plasticity_record",
-                compiler_kwds={"headers": ["<cstdio>", "<cstdlib>"]})
-            recorder = b2.NeuronGroup(1, "k : integer\nsink : 1", name="recorder",
-                                      namespace={"plasticity_record": func,
-                                                 "every_steps": every_steps,
-                                                 "last_step": n_steps})
-            recorder.run_regularly("sink = plasticity_record(t, k, every_steps, last_step)\n"
-                                   "k += 1", when="start", order=-100, name="recorder_write")
-            parts.network.add(recorder)
-        # one step more than the duration: its start writes the record at t = duration
-        parts.network.run((n_steps + 1) * sim.dt * b2.second if record else sim.duration * b2.second,
-                          namespace={})
+            weights = parts.synapses.variables["w"]
+            writes = [_write_doubles(device, weights, n_syn)]
+            if spiking:
+                pre_monitor, post_monitor = parts.count_monitors
+                recurrent = pre_monitor is post_monitor
+                writes.append(_write_counts(device, pre_monitor))
+                blocks = [("weights", np.float64, n_syn), ("pre", np.int32, n_pre)]
+                if not recurrent:
+                    writes.append(_write_counts(device, post_monitor))
+                    blocks.append(("post", np.int32, n_post))
+                populations = list(parts.populations.items())
+                writes += [_write_spikes(device, monitor) for _, monitor in populations]
+                layout = _Layout(blocks, [name for name, _ in populations])
+            else:
+                state_names = list(rule.state) if experiment.record.state else []
+                writes += [_write_doubles(device, parts.neurons.variables[name], n_post)
+                           for name in state_names]
+                layout = _Layout([("weights", np.float64, n_syn)]
+                                 + [(name, np.float64, n_post) for name in state_names])
+            parts.network.add(_recorder(device, writes))
+            run_args += [f"recorder.every_steps={every_steps}", f"recorder.last_step={n_steps}"]
+            # the recorder ends the program after the record at last_step
+            duration = MAX_DURATION
+        else:
+            duration = sim.duration
+        parts.network.run(duration * b2.second, namespace={})
+        run_args = _values_to_run_args(device) + run_args
         started = _time.time()
         load_compiler_flag_checks(_cache_root())
         _build(device, folder)
         save_compiler_flag_checks(_cache_root())
         timings["build"] = _time.time() - started
-        command = _command(device, folder.path)
-        env = _environment(device)
+        command = _command(device, folder.path) + run_args
+        env = dict(_environment(device), PLASTICITY_SEED=str(experiment.seed))
 
         if not record:
             started = _time.time()
@@ -269,11 +475,16 @@ def run(experiment, options):
             run.last_timings = timings
             return None
 
-        runfile = open_run_file(experiment, rule, parts, options, "cpp_standalone")
+        if spiking:
+            runfile = _spiking_run_file(experiment, rule, parts, options)
+            handle = _SpikingRecords(runfile, parts, n_pre, n_post, sim.weight_bound)
+        else:
+            runfile = open_run_file(experiment, rule, parts, options, "cpp_standalone")
+            handle = _RateRecords(runfile, sim.weight_bound)
         try:
-            outcome = _stream(command, folder.path, env, runfile, experiment, state_names,
-                              n_syn, n_post, Progress(sim.duration, options.progress, experiment.name),
-                              timings)
+            outcome = _stream(command, folder.path, env, layout, handle,
+                              Progress(sim.duration, options.progress, experiment.name),
+                              sim, timings)
         except BaseException as error:
             runfile.close("failed", f"{type(error).__name__}: {error}")
             raise
@@ -287,6 +498,68 @@ def run(experiment, options):
             b2.get_device().reinit()
         finally:
             b2.set_device("runtime")
+
+
+def _spiking_run_file(experiment, rule, parts, options):
+    """The run file of a spiking experiment, as :func:`plasticity.sim.spiking.run`
+    makes it."""
+    from ..io.codecs import write_poisson_inputs
+
+    inputs_cfg = experiment.inputs
+
+    def inputs(group):
+        write_poisson_inputs(group, parts.input_rates, parts.modulation, inputs_cfg.gain,
+                             inputs_cfg.modulation_interval, inputs_cfg.modulation)
+
+    net = experiment.network
+    runfile = open_run_file(experiment, rule, parts, options, "cpp_standalone", inputs=inputs,
+                            extra_sizes={"rates/pre": net.n_pre, "rates/post": net.n_post},
+                            attrs={"kind": "spiking"})
+    runfile.set_attrs({"unit": "Hz",
+                       "interval": "row k: spike count over (time[k-1], time[k]] divided by "
+                                   "its length; row 0 is NaN"}, path="rates")
+    return runfile
+
+
+class _RateRecords:
+    """Appends the records of a rate network to its run file."""
+
+    def __init__(self, runfile, bound):
+        self.runfile, self.bound = runfile, bound
+
+    def __call__(self, t, blocks, spikes):
+        weights = blocks.pop("weights")
+        problem = check_finite(weights, blocks, self.bound)
+        self.runfile.append(t, weights, blocks)
+        return problem
+
+
+class _SpikingRecords:
+    """Appends the records of a spiking network: rates from the spike counts of each
+    record interval, the streamed spikes."""
+
+    def __init__(self, runfile, parts, n_pre, n_post, bound):
+        self.runfile, self.bound = runfile, bound
+        self.last = {"t": 0.0, "pre": np.zeros(n_pre), "post": np.zeros(n_post)}
+        self.n_pre, self.n_post = n_pre, n_post
+
+    def __call__(self, t, blocks, spikes):
+        weights = blocks["weights"]
+        pre = blocks["pre"].astype(float)
+        post = blocks["post"].astype(float) if "post" in blocks else pre
+        span = t - self.last["t"]
+        if span > 0:
+            rates = {"rates/pre": (pre - self.last["pre"]) / span,
+                     "rates/post": (post - self.last["post"]) / span}
+        else:
+            rates = {"rates/pre": np.full(self.n_pre, np.nan),
+                     "rates/post": np.full(self.n_post, np.nan)}
+        self.last.update(t=t, pre=pre, post=post)
+        for population, (times, indices) in spikes.items():
+            self.runfile.append_spikes(population, times, indices)
+        problem = check_finite(weights, {}, self.bound)
+        self.runfile.append(t, weights, None, rates)
+        return problem
 
 
 run.last_timings = {}
@@ -325,11 +598,21 @@ def _peak_memory(pid):
     return None
 
 
-def _stream(command, cwd, env, runfile, experiment, state_names, n_syn, n_post, bar, timings):
-    """Launch the program, append its records to ``runfile`` as they come."""
-    sim = experiment.simulation
-    record_doubles = 1 + n_syn + n_post * len(state_names)
-    record_bytes = 8 * record_doubles
+def _read_exact(stream, view):
+    """Fill ``view`` from ``stream``; False if the stream ended first (a part of a
+    record left at the end is dropped)."""
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])
+        if not got:
+            return False
+        filled += got
+    return True
+
+
+def _stream(command, cwd, env, layout, handle, bar, sim, timings):
+    """Launch the program; hand each record to ``handle(t, blocks, spikes)`` (which
+    appends it to the run file and returns None or the reason the run diverged)."""
     outcome = {"status": None, "message": None, "time": 0.0}
     read_fd, write_fd = os.pipe()
     try:
@@ -353,29 +636,32 @@ def _stream(command, cwd, env, runfile, experiment, state_names, n_syn, n_post, 
         if proc.poll() is None:
             proc.terminate()
 
-    buffer = np.empty(record_doubles)
-    view = memoryview(buffer).cast("B")
-    # views into the buffer: each record read overwrites what they show
-    weights = buffer[1:1 + n_syn]
-    state = {name: buffer[1 + n_syn + j * n_post:1 + n_syn + (j + 1) * n_post]
-             for j, name in enumerate(state_names)}
-    filled = 0
+    raw = bytearray(layout.fixed_bytes)
+    view = memoryview(raw)
+    count = bytearray(8)
     sampled = _time.monotonic()
     try:
-        with stop_on_signals(on_signal), os.fdopen(read_fd, "rb", buffering=0) as stream:
-            while True:
-                got = stream.readinto(view[filled:])
-                if not got:
+        with stop_on_signals(on_signal), os.fdopen(read_fd, "rb", buffering=1 << 16) as stream:
+            while _read_exact(stream, view):
+                spikes = {}
+                complete = True
+                for population in layout.populations:
+                    if not _read_exact(stream, memoryview(count)):
+                        complete = False
+                        break
+                    n = int(np.frombuffer(count, np.int64)[0])
+                    data = bytearray(12 * n)
+                    if not _read_exact(stream, memoryview(data)):
+                        complete = False
+                        break
+                    spikes[population] = (np.frombuffer(data, np.float64, n, 0),
+                                          np.frombuffer(data, np.int32, n, 8 * n))
+                if not complete:
                     break
-                filled += got
-                if filled < record_bytes:
-                    continue
-                filled = 0
                 if outcome["status"] is not None:
                     continue  # stopping: drain the pipe, keep nothing more
-                t = float(buffer[0])
-                problem = check_finite(weights, state, sim.weight_bound)
-                runfile.append(t, weights, state)
+                t, blocks = layout.split(raw)
+                problem = handle(t, blocks, spikes)
                 outcome["time"] = t
                 bar.update_to(t)
                 now = _time.monotonic()
@@ -401,4 +687,3 @@ def _stream(command, cwd, env, runfile, experiment, state_names, n_syn, n_post, 
         raise RuntimeError(f"the standalone program {command[0]} in {cwd} failed with exit "
                            f"code {returncode}" + (f": {detail}" if detail else ""))
     return outcome
-
