@@ -70,6 +70,15 @@ def expected_drift(rule, params, stats, layout, w, include_state=None):
     -------
     ndarray, shape (B, layout.size)
     """
+    if not layout.state and hasattr(stats, "pre") and hasattr(rule, "synapse_drift"):
+        # spiking rules: per synapse, from the rates of its two neurons (O(S), where the
+        # dense W of a sparse network would be n_post × n_pre)
+        pre_rates, post_rates = np.asarray(stats.pre, float), np.asarray(stats.post, float)
+        S = layout.n_synapses
+        f = rule.synapse_drift(np.asarray(w, float)[:, :S], pre_rates[..., layout.pre],
+                               post_rates[..., layout.post], params)
+        if f is not None:
+            return f
     W, state = layout.dense(w)
     dW, dstate = rule.drift(W, state or None, stats, params)
     if include_state is False:

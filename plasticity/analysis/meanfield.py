@@ -37,7 +37,7 @@ from scipy.linalg import solve_continuous_lyapunov
 from scipy.optimize import least_squares, root
 
 from .drift import SEPARATION  # noqa: F401  (re-exported: the time-scale criterion)
-from .recurrence import find_recurrence, whitening
+from .recurrence import apply_map, find_recurrence, whitening
 
 __all__ = ["joint_drift_of_run", "jacobian", "fixed_point", "integrate", "closed_orbit",
            "mean_field_recurrence", "MeanFieldRecurrence", "weight_time_scale",
@@ -319,7 +319,8 @@ def _continued_orbit(drift, x_end, period, A, turns=10):
     ts = np.linspace(0.0, turns * period, turns * 100 + 1)
     try:
         Y = solve_ivp(lambda _t, z: F(z[None])[0], (0.0, ts[-1]), x_end, t_eval=ts, method="RK45",
-                      rtol=1e-9, atol=1e-12).y.T @ A.T
+                      rtol=1e-9, atol=1e-12).y.T
+        Y = apply_map(Y, A)
     except Exception:                              # noqa: BLE001
         return None
     if Y.shape[0] < ts.size:
@@ -330,7 +331,10 @@ def _continued_orbit(drift, x_end, period, A, turns=10):
     d_before = 2 * np.max(np.linalg.norm(before - before.mean(0), axis=1))
     res = float(np.linalg.norm(Y[-1] - Y[-per - 1]))
     if d_last > 1e-3 and res <= 1e-3 * d_last and d_last >= 0.99 * d_before:
-        x = np.linalg.lstsq(A, Y[-1], rcond=None)[0]
+        if np.ndim(A) == 1:       # a diagonal map (large states): coordinates it drops are 0
+            x = np.where(A != 0, Y[-1] / np.where(A != 0, A, 1.0), 0.0)
+        else:
+            x = np.linalg.lstsq(A, Y[-1], rcond=None)[0]
         return ClosedOrbit(x=x, period=period, residual=res, diameter=d_last)
     return None
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
-__all__ = ["Recurrence", "NoiseModel", "find_recurrence", "whitening", "noise_covariance",
+__all__ = ["Recurrence", "NoiseModel", "find_recurrence", "whitening", "apply_map", "noise_covariance",
            "shortest_period", "run_noise_model", "TOL", "AWAY", "LEVEL", "FULL_WHITENING_MAX_N"]
 
 TOL = 0.02
@@ -84,7 +84,7 @@ class NoiseModel:
     ``records_per_point`` is how many raw records each trajectory point averages
     (block means), ``level`` the significance level of a return."""
 
-    whiten: np.ndarray
+    whiten: np.ndarray      # (n, n), or (n,) for a diagonal map
     dof: int
     records_per_point: float = 1.0
     level: float = LEVEL
@@ -97,12 +97,21 @@ class NoiseModel:
 
     @classmethod
     def from_covariance(cls, Sigma, records=None, records_per_point=1.0, level=LEVEL):
+        """From the per-record noise covariance: ``(n, n)``, or its diagonal ``(n,)``
+        (then ``whiten`` is the diagonal ``(n,)`` too: no n × n matrix for large n)."""
         Sigma = np.asarray(Sigma, float)
-        if Sigma.ndim == 1:
-            Sigma = np.diag(Sigma)
         scale = 0.0
         if records is not None and len(records):
             scale = float(np.max(np.var(records, axis=0)))
+        if Sigma.ndim == 1:
+            top = float(Sigma.max()) if Sigma.size else 0.0
+            if not top > 1e-24 * max(scale, 1e-300):
+                return cls(np.ones(Sigma.size), Sigma.size, records_per_point, level, noise_free=True)
+            keep = Sigma > 1e-10 * top
+            # as below: coordinates without noise get the smallest noise kept
+            floor = float(Sigma[keep].min())
+            return cls(1.0 / np.sqrt(np.where(keep, Sigma, floor)), int(Sigma.size),
+                       records_per_point, level)
         vals, vecs = np.linalg.eigh(0.5 * (Sigma + Sigma.T))
         top = float(vals.max()) if vals.size else 0.0
         if not top > 1e-24 * max(scale, 1e-300):
@@ -131,17 +140,24 @@ def noise_covariance(records):
     return np.einsum("ij,ij->j", d, d) / (2.0 * d.shape[0])
 
 
+def apply_map(X, A):
+    """``X Aᵀ`` for a map ``A`` given as a matrix (m, n) or as a diagonal (n,)."""
+    A = np.asarray(A, float)
+    return X * A if A.ndim == 1 else X @ A.T
+
+
 def whitening(X, max_full=FULL_WHITENING_MAX_N):
     """The map ``A`` (n, n) that whitens the trajectory ``X`` (T, n) by its covariance
     (``cov(X Aᵀ) = I`` on the directions it spans; directions it does not span are
     dropped to zero). For more than ``max_full`` coordinates, per-coordinate scaling by
-    the standard deviation (invariant to units, not to rotations)."""
+    the standard deviation (invariant to units, not to rotations), returned as the
+    diagonal ``(n,)`` (apply with :func:`apply_map`)."""
     X = np.asarray(X, float)
     n = X.shape[1]
     if n > max_full:
         sd = X.std(axis=0)
         inv = np.where(sd > 1e-12 * max(float(sd.max()), 1e-300), 1.0 / np.where(sd > 0, sd, 1.0), 0.0)
-        return np.diag(inv)
+        return inv
     C = np.cov(X, rowvar=False).reshape(n, n)
     vals, vecs = np.linalg.eigh(C)
     top = float(vals.max()) if vals.size else 0.0
@@ -228,7 +244,7 @@ def find_recurrence(trajectory, time=None, tol=TOL, away=AWAY, max_points=2000, 
         A = whitening(X0)
     else:
         A = None if metric is None else np.asarray(metric, float)
-    X = X0 if A is None else X0 @ A.T
+    X = X0 if A is None else apply_map(X0, A)
     t = np.arange(X.shape[0], dtype=float) if time is None else np.asarray(time, float)
     steps = np.linalg.norm(np.diff(X, axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(steps)])
@@ -248,7 +264,7 @@ def find_recurrence(trajectory, time=None, tol=TOL, away=AWAY, max_points=2000, 
     sq = np.einsum("ij,ij->i", Y, Y)
     check_noise = noise is not None and not noise.noise_free
     if check_noise:
-        Z = X0[idx] @ noise.whiten.T
+        Z = apply_map(X0[idx], noise.whiten)
         Z = Z - Z.mean(axis=0)
         zq = np.einsum("ij,ij->i", Z, Z)
         pairs = max(1, N * (N - 1) // 2)

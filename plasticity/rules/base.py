@@ -186,6 +186,14 @@ class SpikingRule(Rule):
     post_equations: ClassVar[str] = ""
     post_spike: ClassVar[str] = ""
 
+    def synapse_drift(self, w, rates_pre, rates_post, params):
+        """The rate-limit drift of each synapse from its own weight and the rates of
+        its two neurons, all ``(B, S)`` in synapse order; ``None`` where the rule's
+        drift is not such a pointwise function (then :meth:`drift` on the dense ``W``
+        is used). A sparse network of 10⁴ neurons has 10⁶ synapses but 10⁸ entries in
+        the dense ``W``: this form keeps the analysis O(S) per record."""
+        return None
+
     def code(self, params):
         """``(synapse_equations, on_pre, on_post)`` for the given parameters (rules
         whose code depends on a :class:`Choice` override this)."""

@@ -63,11 +63,20 @@ class STDP(SpikingRule):
         W = np.asarray(W, float)
         rx = np.asarray(stats.pre, float)[..., None, :]
         ry = np.asarray(stats.post, float)[..., :, None]
-        wmax = params["w_max"]
-        if params["bounds"] == "hard":
-            fp = fm = wmax
-        else:
-            fp, fm = wmax - W, W
-        dW = rx * ry * (params["A_plus"] * params["tau_plus"] * fp
-                        - params["A_minus"] * params["tau_minus"] * fm)
-        return dW * np.ones_like(W), {}
+        return _pair_drift(W, rx, ry, params) * np.ones_like(W), {}
+
+    def synapse_drift(self, w, rates_pre, rates_post, params):
+        w = np.asarray(w, float)
+        return _pair_drift(w, np.asarray(rates_pre, float), np.asarray(rates_post, float),
+                           params) * np.ones_like(w)
+
+
+def _pair_drift(w, rx, ry, params):
+    """``r_x r_y (A₊ τ₊ f₊(w) − A₋ τ₋ f₋(w))`` for broadcastable ``w``, ``r_x``, ``r_y``."""
+    wmax = params["w_max"]
+    if params["bounds"] == "hard":
+        fp = fm = wmax
+    else:
+        fp, fm = wmax - w, w
+    return rx * ry * (params["A_plus"] * params["tau_plus"] * fp
+                      - params["A_minus"] * params["tau_minus"] * fm)

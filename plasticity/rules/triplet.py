@@ -86,12 +86,20 @@ class Triplet(SpikingRule):
         W = np.asarray(W, float)
         rx = np.asarray(stats.pre, float)[..., None, :]
         ry = np.asarray(stats.post, float)[..., :, None]
-        dep = (ry / params["rho_0"]) ** 2 if params["rho_0"] > 0 else 1.0
-        dW = rx * ry * (params["A2_plus"] * params["tau_plus"]
-                        + params["A3_plus"] * params["tau_plus"] * params["tau_y"] * ry
-                        - params["A2_minus"] * dep * params["tau_minus"]
-                        - params["A3_minus"] * params["tau_minus"] * params["tau_x"] * rx)
-        return dW * np.ones_like(W), {}
+        return _triplet_drift(rx, ry, params) * np.ones_like(W), {}
+
+    def synapse_drift(self, w, rates_pre, rates_post, params):
+        return _triplet_drift(np.asarray(rates_pre, float), np.asarray(rates_post, float),
+                              params) * np.ones_like(np.asarray(w, float))
+
+
+def _triplet_drift(rx, ry, params):
+    """The rate-limit drift for broadcastable ``r_x``, ``r_y`` (it does not depend on w)."""
+    dep = (ry / params["rho_0"]) ** 2 if params["rho_0"] > 0 else 1.0
+    return rx * ry * (params["A2_plus"] * params["tau_plus"]
+                      + params["A3_plus"] * params["tau_plus"] * params["tau_y"] * ry
+                      - params["A2_minus"] * dep * params["tau_minus"]
+                      - params["A3_minus"] * params["tau_minus"] * params["tau_x"] * rx)
 
 
 def bcm_objective(W, rates_pre, params, rates_post=None):
