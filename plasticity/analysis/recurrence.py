@@ -271,17 +271,22 @@ def find_recurrence(trajectory, time=None, tol=TOL, away=AWAY, max_points=2000, 
         critical = float(chi2.isf(noise.level / pairs, noise.dof))
     for start in range(0, N, block):
         rows = np.arange(start, min(N, start + block))
+        # only the columns j >= start can be later than a row of this block (the rest
+        # would be masked to zero), so the block is its upper triangle's strip
+        cols = np.arange(start, N)
         # ‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b: O(b·N) memory whatever n is
-        D = np.sqrt(np.maximum(sq[rows, None] + sq[None, :] - 2.0 * Y[rows] @ Y.T, 0.0))
-        P = sy[None, :] - sy[rows, None]
-        later = np.arange(N)[None, :] > rows[:, None]
+        D = np.sqrt(np.maximum(sq[rows, None] + sq[None, cols] - 2.0 * Y[rows] @ Y[cols].T, 0.0))
+        P = sy[None, cols] - sy[rows, None]
+        later = cols[None, :] > rows[:, None]
+        close = later & (D <= tol * P) & (P > 0)
+        if not close.any():      # no return in this block, whatever the excursions
+            continue
         D_masked = np.where(later, D, 0.0)
         excursion = np.maximum.accumulate(D_masked, axis=1)               # max over i..j
-        ok = (later & (D <= tol * P) & (excursion >= away * extent)
-              & (excursion * tol >= D) & (P > 0))
+        ok = close & (excursion >= away * extent) & (excursion * tol >= D)
         if check_noise and ok.any():
-            Dz2 = np.maximum(zq[rows, None] + zq[None, :] - 2.0 * Z[rows] @ Z.T, 0.0)
-            gap = (idx[None, :] - idx[rows, None]) * noise.records_per_point
+            Dz2 = np.maximum(zq[rows, None] + zq[None, cols] - 2.0 * Z[rows] @ Z[cols].T, 0.0)
+            gap = (idx[None, cols] - idx[rows, None]) * noise.records_per_point
             with np.errstate(divide="ignore", invalid="ignore"):
                 stat = np.where(later & (gap > 0), Dz2 / gap, 0.0)
             stat_max = np.maximum.accumulate(stat, axis=1)
@@ -296,7 +301,8 @@ def find_recurrence(trajectory, time=None, tol=TOL, away=AWAY, max_points=2000, 
         breaks = np.flatnonzero(np.diff(js) > 1)
         episode = js[:breaks[0] + 1] if breaks.size else js
         ratio = D[r, episode] / P[r, episode]
-        j_local = int(episode[np.argmin(ratio)])
+        j_col = int(episode[np.argmin(ratio)])       # column of the strip
+        j_local = start + j_col                      # index into the resampled points
         i_full, j_full = int(idx[rows[r]]), int(idx[j_local])
         dist = float(np.linalg.norm(X[j_full] - X[i_full]))
         path = float(s[j_full] - s[i_full])
@@ -307,7 +313,7 @@ def find_recurrence(trajectory, time=None, tol=TOL, away=AWAY, max_points=2000, 
                 significance = {"statistic": None, "dof": noise.dof, "p_value": 0.0,
                                 "level": noise.level, "noise": "none measurable"}
             else:
-                value = float(stat_max[r, j_local])
+                value = float(stat_max[r, j_col])
                 pairs = max(1, N * (N - 1) // 2)
                 p_value = float(min(1.0, pairs * chi2.sf(value, noise.dof)))
                 significance = {"statistic": value, "dof": noise.dof, "p_value": p_value,

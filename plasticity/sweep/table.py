@@ -6,7 +6,9 @@ moment keeps every row written, and the file always reads with ``pandas.read_csv
 ``identity`` (hash of its resolved config), ``seed``, one column per swept key (named
 as in the sweep file, holding the value as written there), then ``status``,
 ``message``, ``file`` (relative to the table), ``wall_s`` (run + analysis on the
-worker), ``run_s`` (the run alone), ``worker_pid``, ``worker_rss_mb``, and the analysis:
+worker), ``run_s`` (the run alone), ``sim_s`` (of which Brian2's simulation loop, as
+Brian2 measures it; empty for NumPy runs), ``worker_pid``, ``worker_rss_mb``, and the
+analysis:
 ``loss``, ``verdict``, ``descent_fraction``, ``psi_deg_median``,
 ``kappa_min_median``, ``stability_max_real``, ``stability_max_imag``, ``stable``,
 ``recurrence`` and ``window_T`` (the smallest window loss, dynamics runs).
@@ -26,7 +28,8 @@ __all__ = ["columns", "SweepTable", "ENDED"]
 #: (a diverged run diverges again with the same config and seed)
 ENDED = ("complete", "diverged")
 
-RUN_COLUMNS = ("status", "message", "file", "wall_s", "run_s", "worker_pid", "worker_rss_mb")
+RUN_COLUMNS = ("status", "message", "file", "wall_s", "run_s", "sim_s", "worker_pid",
+               "worker_rss_mb")
 
 
 def columns(keys):
