@@ -1,8 +1,8 @@
 """Benchmark: a sweep worker's resident memory against the number of runs it has done.
 
 One ``plasticity sweep`` of N tiny Oja runs (10 Gaussian inputs -> 1 linear output,
-1 s at dt = 1 ms on the runtime device, a record every 10 ms; runs differ by their
-seed) on a local cluster of 2 workers. Each row of the sweep table holds the worker's
+1 s, or ``--duration``, at dt = 1 ms on the runtime device, a record every 10 ms; runs
+differ by their seed) on a local cluster of 2 workers. Each row of the sweep table holds the worker's
 process id and its resident set size after that run (``worker_pid``,
 ``worker_rss_mb``), in the order the runs finished; for each worker this prints the
 resident memory after its 10th, 50th, 100th, ... run and the ratio late / early (after
@@ -14,6 +14,7 @@ the workers (what the sweep did before it turned it off; see
 
     python benchmarks/bench_sweep_memory.py                    # 200 runs (~100 per worker)
     python benchmarks/bench_sweep_memory.py --runs 100 --reference
+    python benchmarks/bench_sweep_memory.py --runs 400 --duration "0.2 s"
 """
 
 import argparse
@@ -87,12 +88,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", default="1 s", help='simulated time per run ("1 s")')
     parser.add_argument("--reference", action="store_true",
                         help="also run with Dask's profiler on in the workers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "base.toml").write_text(tomli_w.dumps(BASE))
+        base = dict(BASE, simulation=dict(BASE["simulation"], duration=args.duration))
+        (tmp / "base.toml").write_text(tomli_w.dumps(base))
         (tmp / "sweep.toml").write_text(tomli_w.dumps({
             "name": "mem", "base": "base.toml", "seeds": {"start": 1, "count": args.runs}}))
         report("plasticity sweep (as shipped)", *sweep(tmp, "shipped", args.workers))
