@@ -134,6 +134,7 @@ def test_dynamics_sweep_on_a_local_cluster_rows_statuses_and_a_diverged_point(tm
             with h5py.File(table.parent / row["file"]) as f:
                 assert f.attrs["status"] == "diverged"
         assert {r["seed"] for r in group} == {row["seed"]}
+        assert row["sim_s"] == ""         # no Brian2 network ran
     assert {r["status"] for r in rows} == {"complete", "diverged"}
     # the same sweep again: refused without --resume, nothing to run with it
     again = sweep_cli(path, "--out", "out", "-q", cwd=tmp_path)
@@ -164,7 +165,29 @@ def test_brian2_sweep_on_a_local_cluster(tmp_path):
             assert row["status"] == "complete" and row["loss"] == "rayleigh"
             assert row["verdict"] and float(row["psi_deg_median"]) >= 0
             assert row["stability_max_real"] != ""
+            # Brian2's simulation loop is part of the run, the run part of the task
+            assert 0 < float(row["sim_s"]) <= float(row["run_s"]) <= float(row["wall_s"])
     assert len({r["worker_pid"] for r in rows}) == 2
+
+
+def test_workers_of_a_local_cluster_run_no_statistical_profiler():
+    """Dask's profiler keeps a call tree per second of a worker's life: the workers the
+    sweep starts must not run it (their memory would grow with their running time)."""
+    from distributed import Client
+
+    from plasticity.sweep.engine import _local_cluster
+
+    cluster = _local_cluster(1)
+    try:
+        with Client(cluster) as client:
+            callbacks = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+            histories = client.run(lambda dask_worker: len(dask_worker.profile_history))
+    finally:
+        cluster.close()
+    assert len(callbacks) == 1
+    for names in callbacks.values():
+        assert "heartbeat" in names and not any("profile" in name for name in names)
+    assert list(histories.values()) == [0]
 
 
 # ---------------------------------------------------------------------------------

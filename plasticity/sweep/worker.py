@@ -61,8 +61,9 @@ def brian2_plugin():
 
 
 def prepare_worker_process():
-    """Import what a task uses (Brian2 without matplotlib, the run and analysis modules,
-    h5py, the SciPy solvers), then freeze the imports for the garbage collector."""
+    """Import what a task uses (Brian2 without matplotlib, the run, file and analysis
+    modules with the SciPy parts they import), then freeze the imports for the garbage
+    collector."""
     from ..sim.brian import prepare_run_process
     from ..sim import rate  # noqa: F401
     from ..analysis import pipeline, meanfield, stability  # noqa: F401
