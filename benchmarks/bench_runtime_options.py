@@ -8,14 +8,17 @@ construction and code generation excluded: they are paid once per run), interlea
 NumPy loop of ``bench_run.py`` (``bench_run.numpy_run(record=False)``), median of
 ``--repeat`` rounds:
 
-- ``shipped``: what ``plasticity.sim.rate`` builds: three code objects per step
-  (``inputs_draw`` with Brian2's ``randn()``, the summed ``ysum``, the rule's update);
+- ``Brian2 objects (before)``: the network as ``plasticity.sim.rate`` built it before
+  the NumPy steps: three code objects per step (``inputs_draw`` with Brian2's
+  ``randn()``, the summed ``ysum``, the rule's update);
 - ``numpy inputs``: the inputs drawn by one ``network_operation`` with
   ``numpy.random.Generator.standard_normal`` (the ziggurat) written into ``x``; the
   sum and the update stay Cython code objects;
 - ``numpy inputs + matrix sum``: the same operation also computes ``ysum = x · W``
   (all-to-all synapses in Brian2's (pre, post) order are a ``(n_pre, n_post)`` matrix,
   a view of ``w``), replacing the summed-variable code object; the update stays Cython;
+- ``shipped``: what ``plasticity.sim.rate`` builds now, the previous way made part of
+  the network construction (one operation drawing the inputs, one computing the sum);
 - ``one operation``: a single ``network_operation`` per step does the draw, the sum
   (``np.bincount`` over the synapses' post indices) and the update (Oja's statement,
   evaluated with NumPy on gathered ``x_pre`` / ``y_post``), i.e. no Brian2 code object
@@ -39,16 +42,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_run  # noqa: E402
 
 
-def build(steps):
+def build(steps, brian2_only=True):
+    """The network of ``plasticity.sim.rate.build_rate_network``; with ``brian2_only``
+    as it was built before the NumPy steps (every step a Brian2 code object: the
+    network cpp_standalone gets, without its C++-only functions)."""
     import brian2 as b2
 
     from plasticity.rules import get_rule
-    from plasticity.sim.rate import build_rate_network, start_runtime
+    from plasticity.sim import rate
 
     exp = bench_run.experiment("runtime", steps)
-    start_runtime(exp)
+    rate.start_runtime(exp)
     rule = get_rule(exp.rule.name)
-    parts = build_rate_network(exp, rule, exp.rule.params, np.random.default_rng(exp.seed))
+    saved = rate._standalone, rate.normal_draw, rate.standalone_matrix_sum
+    if brian2_only:
+        rate._standalone = lambda: True
+        rate.normal_draw = lambda: ("randn()", None)
+        rate.standalone_matrix_sum = lambda *args: None
+    try:
+        parts = rate.build_rate_network(exp, rule, exp.rule.params, np.random.default_rng(exp.seed))
+    finally:
+        rate._standalone, rate.normal_draw, rate.standalone_matrix_sum = saved
     return b2, exp, parts
 
 
@@ -64,8 +78,13 @@ def objects_named(parts, *names):
     return found
 
 
-def way_shipped(steps):
+def way_brian2_objects(steps):
     b2, exp, parts = build(steps)
+    return parts.network, steps * exp.simulation.dt * b2.second
+
+
+def way_shipped(steps):
+    b2, exp, parts = build(steps, brian2_only=False)
     return parts.network, steps * exp.simulation.dt * b2.second
 
 
@@ -144,8 +163,9 @@ def way_no_objects(steps):
     return parts.network, steps * exp.simulation.dt * b2.second
 
 
-WAYS = {"shipped": way_shipped, "numpy inputs": way_numpy_inputs,
+WAYS = {"Brian2 objects (before)": way_brian2_objects, "numpy inputs": way_numpy_inputs,
         "numpy inputs + matrix sum": way_numpy_inputs_and_sum,
+        "shipped (plasticity.sim.rate)": way_shipped,
         "one operation": way_one_operation, "no objects": way_no_objects}
 
 

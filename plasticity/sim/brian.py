@@ -61,12 +61,19 @@ def prepare_run_process():
     import gc
 
     brian2 = import_brian2()
-    from .standalone import _cache_root
-
-    cache_brian2_templates(_cache_root().parent / "templates")
+    cache_brian2_templates(_cache_folder() / "templates")
     gc.collect()
     gc.freeze()
     return brian2
+
+
+def _cache_folder():
+    """plasticity's cache folder: ``$PLASTICITY_CACHE``, else ``$XDG_CACHE_HOME/plasticity``
+    (``~/.cache/plasticity``); the standalone builds live in its ``standalone``."""
+    root = os.environ.get("PLASTICITY_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "plasticity"
 
 
 def cache_brian2_templates(folder):

@@ -424,9 +424,14 @@ def run(experiment, options):
     state_names = list(runfile.state_sizes)
     bar = Progress(sim.duration, options.progress, experiment.name)
 
+    w_variable = synapses.variables["w"]
+    state_variables = {name: neurons.variables[name] for name in state_names}
+
     def record(t):
-        w = np.asarray(synapses.w_[:])
-        state = {name: np.asarray(getattr(neurons, name + "_")[:]) for name in state_names}
+        # the variables' own arrays, not copies through Brian2's indexing: RunFile
+        # copies the record into its buffer
+        w = w_variable.get_value()
+        state = {name: variable.get_value() for name, variable in state_variables.items()}
         problem = check_finite(w, state, sim.weight_bound)
         runfile.append(t, w, state)
         bar.update_to(t)
