@@ -357,8 +357,11 @@ def _recorder(device, writes):
 
 def _write_doubles(device, var, count):
     name = device.get_array_name(var, access_data=False)
-    data = f"&brian::{name}[0]" if name.startswith("_dynamic") else f"brian::{name}"
-    return f"    fwrite({data}, sizeof(double), {count}, _plasticity_out);"
+    if name.startswith("_dynamic"):
+        # the size read at run time: a random topology's synapse count is no code
+        return (f"    fwrite(&brian::{name}[0], sizeof(double), brian::{name}.size(), "
+                f"_plasticity_out);")
+    return f"    fwrite(brian::{name}, sizeof(double), {count}, _plasticity_out);"
 
 
 def _write_counts(device, monitor):
