@@ -168,3 +168,33 @@ def test_song2000_same_weight_histogram_on_both_devices(tmp_path):
     for mean in (result.first, result.second):
         # the end bins gained weights (uniform start: 0.1 each)
         assert mean[0] + mean[-1] > 0.3, mean
+
+
+def test_single_values_become_command_line_values():
+    """What Brian2 would write into main.cpp as single values goes to the command line;
+    a later array assignment of the same variable wins, as in the code; code-shaping
+    assignments (array data) stay."""
+    import brian2 as b2
+
+    from plasticity.sim.standalone import _values_to_run_args
+
+    b2.set_device("cpp_standalone", build_on_run=False)
+    device = b2.get_device()
+    device.reinit()
+    device.activate(build_on_run=False)
+    try:
+        group = b2.NeuronGroup(3, "v : volt\nu : 1\ntau : second (shared, constant)", name="cells")
+        group.v = -70 * b2.mV                  # overwritten by the array below
+        group.v = np.array([-1.0, -2.0, -3.0]) * b2.mV
+        group.u = 0.5
+        group.tau = 20 * b2.ms
+        group.u = -0.25                        # the last single value wins
+        b2.Network(group).run(1 * b2.ms, namespace={})
+        args = _values_to_run_args(device)
+        assert "cells.u=-0.25" in args and "cells.tau=0.02" in args
+        assert not any(a.startswith("cells.v=") for a in args)
+        queued = [func for func, _ in device.main_queue]
+        assert "set_by_array" in queued and "set_by_constant" not in queued
+    finally:
+        device.reinit()
+        b2.set_device("runtime")
