@@ -133,8 +133,8 @@ def watch(folder, poll, stop, reads, started):
             continue
         try:
             summary = read_summary(files[0])
+            rows = summary["records"] or 0
             with h5py.File(files[0], "r") as f:
-                rows = int(f.attrs.get("records", 0))
                 finite = bool(np.all(np.isfinite(f["weights"][rows - 1]))) if rows else None
             reads.append((time.perf_counter() - started, summary["status"], rows, finite))
         except Exception as error:        # a failed read is a result, reported
