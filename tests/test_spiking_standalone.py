@@ -153,7 +153,9 @@ SONG = EXPERIMENTS / "stdp_song2000.toml"
 def test_song2000_same_weight_histogram_on_both_devices(tmp_path):
     """Song et al. 2000 (20 s, 5 seeds per device): the final weight histograms of the
     runtime and standalone devices do not differ (permutation test over runs, level
-    0.01), and on both the weights have left the uniform start for the bounds."""
+    0.01), and on both the weights have left the uniform start for the bounds: the two
+    end bins hold more than 0.24 of the weights (uniform: 0.2, standard error of the
+    mean over 5 runs ≈ 0.006; measured 0.28 at 20 s, 0.44 at 100 s)."""
     w_max = 0.01
     weights = {}
     for device in ("runtime", "cpp_standalone"):
@@ -167,7 +169,7 @@ def test_song2000_same_weight_histogram_on_both_devices(tmp_path):
     assert result.pvalue > 0.01, result
     for mean in (result.first, result.second):
         # the end bins gained weights (uniform start: 0.1 each)
-        assert mean[0] + mean[-1] > 0.3, mean
+        assert mean[0] + mean[-1] > 0.24, mean
 
 
 def test_single_values_become_command_line_values():
