@@ -6,7 +6,8 @@ of them every 100 ms, on cpp_standalone. Measured, in this order:
 1. warm-up (untimed): one short ``plasticity run`` (compiles the model's program,
    which later runs reuse whatever their duration) and ``plain_ei_large.py`` at the
    full duration (a plain Brian2 script compiles its duration into ``main.cpp``);
-2. time: the whole ``plasticity run`` command (``python -m plasticity.cli run ...
+2. time: wall clock and CPU time (user + system, the process and its children) of the
+   whole ``plasticity run`` command (``python -m plasticity.cli run ...
    --device cpp_standalone -q``: start-up, graph, code generation, a ``make`` with
    nothing to do, the run streaming ~10⁶ weights per record to the HDF5 file) against
    the whole plain script (the same network, the same networkx graph, no recording,
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -89,12 +91,20 @@ def check_same_parameters():
     return exp
 
 
+def children_cpu():
+    """CPU seconds (user + system) of the finished child processes and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_plain(duration, build):
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     out = subprocess.run([sys.executable, str(PLAIN), str(duration), str(build)], check=True,
                          capture_output=True, text=True)
     wall = time.perf_counter() - started
-    return wall, json.loads(out.stdout.strip().splitlines()[-1])
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    info["cpu_s"] = children_cpu() - cpu
+    return wall, info
 
 
 def run_ours(duration, out_dir, env, poll=None):
@@ -102,7 +112,7 @@ def run_ours(duration, out_dir, env, poll=None):
     args = [sys.executable, "-c", CHILD, "run", str(CONFIG), "--device", "cpp_standalone",
             "--set", f'simulation.duration="{duration} s"', "--out", str(out_dir), "-q"]
     reads = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     stop = threading.Event()
@@ -117,6 +127,7 @@ def run_ours(duration, out_dir, env, poll=None):
     if proc.returncode:
         raise RuntimeError(f"plasticity run failed ({proc.returncode}): {stderr[-2000:]}")
     info = json.loads(stderr.strip().splitlines()[-1])
+    info["cpu_s"] = children_cpu() - cpu
     return wall, info, Path(stdout.strip().splitlines()[-1]), reads
 
 
@@ -133,8 +144,8 @@ def watch(folder, poll, stop, reads, started):
             continue
         try:
             summary = read_summary(files[0])
+            rows = summary["records"] or 0
             with h5py.File(files[0], "r") as f:
-                rows = int(f.attrs.get("records", 0))
                 finite = bool(np.all(np.isfinite(f["weights"][rows - 1]))) if rows else None
             reads.append((time.perf_counter() - started, summary["status"], rows, finite))
         except Exception as error:        # a failed read is a result, reported
@@ -160,7 +171,7 @@ def main():
         # warm-up: compile both programs
         run_ours(min(0.2, args.duration), tmp / "warm", env)
         run_plain(args.duration, tmp / "plain-build")
-        ours, plain, reads, infos = [], [], [], []
+        ours, plain, reads, infos, plain_infos = [], [], [], [], []
         for k in range(args.repeats):
             wall, info, path, seen = run_ours(args.duration, tmp / f"ours{k}", env, args.poll)
             ours.append(wall)
@@ -168,6 +179,7 @@ def main():
             reads += seen
             wall, plain_info = run_plain(args.duration, tmp / "plain-build")
             plain.append(wall)
+            plain_infos.append(plain_info)
             print(f"repeat {k}: plasticity {ours[-1]:.1f} s ({info}), plain {wall:.1f} s "
                   f"({plain_info})", file=sys.stderr, flush=True)
         double = None
@@ -189,6 +201,11 @@ def main():
           f"{plain_info['run']:.1f} s |")
     print(f"\nratio plasticity / plain: **{best_ours / best_plain:.3f}** (target ≤ 1.15); all: "
           f"plasticity {' '.join(f'{t:.1f}' for t in ours)}, plain {' '.join(f'{t:.1f}' for t in plain)}")
+    cpu_ours = min(i["cpu_s"] for i in infos)
+    cpu_plain = min(i["cpu_s"] for i in plain_infos)
+    print(f"CPU time (user + system of each process and its children; less sensitive to the "
+          f"load than the wall clock): plasticity {cpu_ours:.1f} s, plain {cpu_plain:.1f} s, "
+          f"ratio **{cpu_ours / cpu_plain:.3f}**")
     if double:
         print(f"\n| peak memory (MiB) | {args.duration:g} s | {2 * args.duration:g} s | ratio |")
         print("|---|---|---|---|")

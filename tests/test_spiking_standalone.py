@@ -153,7 +153,9 @@ SONG = EXPERIMENTS / "stdp_song2000.toml"
 def test_song2000_same_weight_histogram_on_both_devices(tmp_path):
     """Song et al. 2000 (20 s, 5 seeds per device): the final weight histograms of the
     runtime and standalone devices do not differ (permutation test over runs, level
-    0.01), and on both the weights have left the uniform start for the bounds."""
+    0.01), and on both the weights have left the uniform start for the bounds: the two
+    end bins hold more than 0.24 of the weights (uniform: 0.2, standard error of the
+    mean over 5 runs ≈ 0.006; measured 0.28 at 20 s, 0.44 at 100 s)."""
     w_max = 0.01
     weights = {}
     for device in ("runtime", "cpp_standalone"):
@@ -167,4 +169,34 @@ def test_song2000_same_weight_histogram_on_both_devices(tmp_path):
     assert result.pvalue > 0.01, result
     for mean in (result.first, result.second):
         # the end bins gained weights (uniform start: 0.1 each)
-        assert mean[0] + mean[-1] > 0.3, mean
+        assert mean[0] + mean[-1] > 0.24, mean
+
+
+def test_single_values_become_command_line_values():
+    """What Brian2 would write into main.cpp as single values goes to the command line;
+    a later array assignment of the same variable wins, as in the code; code-shaping
+    assignments (array data) stay."""
+    import brian2 as b2
+
+    from plasticity.sim.standalone import _values_to_run_args
+
+    b2.set_device("cpp_standalone", build_on_run=False)
+    device = b2.get_device()
+    device.reinit()
+    device.activate(build_on_run=False)
+    try:
+        group = b2.NeuronGroup(3, "v : volt\nu : 1\ntau : second (shared, constant)", name="cells")
+        group.v = -70 * b2.mV                  # overwritten by the array below
+        group.v = np.array([-1.0, -2.0, -3.0]) * b2.mV
+        group.u = 0.5
+        group.tau = 20 * b2.ms
+        group.u = -0.25                        # the last single value wins
+        b2.Network(group).run(1 * b2.ms, namespace={})
+        args = _values_to_run_args(device)
+        assert "cells.u=-0.25" in args and "cells.tau=0.02" in args
+        assert not any(a.startswith("cells.v=") for a in args)
+        queued = [func for func, _ in device.main_queue]
+        assert "set_by_array" in queued and "set_by_constant" not in queued
+    finally:
+        device.reinit()
+        b2.set_device("runtime")

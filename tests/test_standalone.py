@@ -119,3 +119,36 @@ def test_auto_picks_standalone_for_long_runs():
     assert choose_device(_experiment(BASE_CONFIG, "runtime", simulation__duration="2000 s"),
                          8) == "runtime"
     assert choose_device(_experiment(BASE_CONFIG, "cpp_standalone"), 8) == "cpp_standalone"
+
+
+def test_changed_values_compile_nothing(tmp_path, bcm_config):
+    """Another seed, eta, tau_theta and duration: the program of the first run is
+    reused as it is (no object file or program rebuilt), and the values take effect."""
+    build = tmp_path / "build"
+    first = _read(run(_experiment(bcm_config, "cpp_standalone"), tmp_path / "a",
+                      progress=False, build_dir=build))
+    built = {p.name: p.stat().st_mtime_ns for p in build.rglob("*") if p.suffix == ".o" or p.name == "main"}
+    changed = {**bcm_config, "seed": bcm_config["seed"] + 5,
+               "rule": {**bcm_config["rule"], "eta": "0.3 Hz", "tau_theta": "20 ms"}}
+    other = _read(run(_experiment(changed, "cpp_standalone", simulation__duration="0.3 s"),
+                      tmp_path / "b", progress=False, build_dir=build))
+    assert {p.name: p.stat().st_mtime_ns for p in build.rglob("*")
+            if p.suffix == ".o" or p.name == "main"} == built
+    assert len(other["time"]) == 31
+    # the same seed with only eta changed: another trajectory from the same start
+    faster = _read(run(_experiment({**bcm_config, "rule": {**bcm_config["rule"], "eta": "0.3 Hz"}},
+                                   "cpp_standalone"), tmp_path / "c", progress=False,
+                       build_dir=build))
+    np.testing.assert_array_equal(faster["weights"][0], first["weights"][0])
+    assert not np.allclose(faster["weights"][-1], first["weights"][-1])
+
+
+def test_auto_rule_for_spiking_models():
+    from plasticity.config import load_config
+
+    from conftest import EXPERIMENTS
+
+    song = EXPERIMENTS / "stdp_song2000.toml"
+    assert choose_device(load_config(song)) == "cpp_standalone"            # 100 s
+    assert choose_device(load_config(song, ['simulation.duration="1 s"'])) == "runtime"
+    assert choose_device(load_config(EXPERIMENTS / "ei_network_large.toml")) == "cpp_standalone"
