@@ -135,15 +135,8 @@ RATE_SHORT = {"oja_pca": "10 s", "hebbian_variance": "10 s", "bcm_selectivity": 
               "bcm_slow_threshold": "20 s"}
 
 
-#: experiments whose page is known to fail (the reason given)
-PAGE_FAILS = {"ei_network_large": "the weight histogram figure gets no middle record "
-                                  "(report/figures.py weight_histogram: ax.hist(None))"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=PAGE_FAILS[n], strict=True))
-                                  if n in PAGE_FAILS else n
-                                  for n in sorted(RATE_SHORT) + sorted(SPIKING_SHORT)])
+@pytest.mark.parametrize("name", sorted(RATE_SHORT) + sorted(SPIKING_SHORT))
 def test_page_of_each_brian2_experiment(tmp_path, capsys, name):
     duration = {**RATE_SHORT, **SPIKING_SHORT}[name]
     out = tmp_path / name

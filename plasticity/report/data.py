@@ -134,7 +134,8 @@ def _read_weights(run, data):
     names = ("mean", "p05", "p25", "p50", "p75", "p95")
     parts = {n: [] for n in names}
     samples, alls = [], []
-    wanted = {0: "first", T // 2: "middle", T - 1: "last"}
+    # a list: with two records the middle one is also the last
+    wanted = (("first", 0), ("middle", T // 2), ("last", T - 1))
     finite = T
     for start, stop in run.chunks():
         block = np.asarray(run._weights[start:stop], float)
@@ -149,7 +150,7 @@ def _read_weights(run, data):
         samples.append(block[:, data.sample_index])
         if keep_all:
             alls.append(block)
-        for index, attr in wanted.items():
+        for attr, index in wanted:
             if start <= index < stop:
                 setattr(data, attr, block[index - start].copy())
     data.summary = {n: np.concatenate(v) for n, v in parts.items()}
