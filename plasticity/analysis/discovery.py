@@ -295,6 +295,23 @@ class QuadraticFamily:
                 "features": "x = w - w_ref; z = U^T x, U: mean direction + principal directions"}
 
 
+class _BoundRates:
+    """A :class:`RatesFamily` at the rates of B records: basis gradients ``D`` (B, K, n).
+    (A plain class, not one made per call: a class object sits in a reference cycle
+    and would keep its ``D`` — K records of n numbers each — until a garbage collection.)"""
+
+    def __init__(self, family, D):
+        self.name, self.K, self.names = family.name, family.K, family.names
+        self.D = D
+
+    def directional(self, w, f):
+        return np.einsum("bki,bi->bk", self.D, f)
+
+    def grad_norms_and_gram(self, w):
+        G = np.matmul(self.D, self.D.transpose(0, 2, 1))
+        return np.sqrt(np.einsum("bkk->bk", G)), G
+
+
 class RatesFamily:
     """Objectives in the recorded firing rates (spiking run files with ``/rates``):
     ``L = Σ_s w_s r_pre(s) Σ_p θ_p r_post(s)^p``, p = 0, 1, 2, with the rates held at
@@ -331,17 +348,7 @@ class RatesFamily:
             c = np.concatenate([np.zeros((1,) + D.shape[1:]), np.cumsum(D, axis=0)])
             D = (c[window:] - c[:-window]) / window
 
-        class Bound:
-            name, K, names = family.name, family.K, family.names
-
-            def directional(self, w, f):
-                return np.einsum("bki,bi->bk", D, f)
-
-            def grad_norms_and_gram(self, w):
-                G = np.matmul(D, D.transpose(0, 2, 1))
-                return np.sqrt(np.einsum("bkk->bk", G)), G
-
-        return Bound()
+        return _BoundRates(family, D)
 
     def function(self, theta):
         from .losses import RateLoss

@@ -57,6 +57,9 @@ BLOCK_BUDGET = 1 << 23
 RANK_MAX = 8
 #: records held to choose the low-rank basis U
 BUFFER_RECORDS = 2 * RANK_MAX
+#: the batched block refinement stops for a block once an iteration lowers its squared
+#: relative residual by less than this
+REFINE_RTOL = 1e-10
 #: alternations of the D and C steps of the low-rank fit
 _ALTERNATIONS = 50
 
@@ -115,6 +118,9 @@ def fit_constant_metric_batched(S, P, ff, refine=100):
             Mr = np.where(live[:, None, None], candidate, Mr)
             J = _objective_batched(Mr, Sr, Pr, ffr)
             better = live & (J < best_J)
+            # steps of 1/(2 λ_max(S)) decrease J monotonically: a block whose squared
+            # relative residual moved by less than REFINE_RTOL has converged
+            live &= better & (best_J - J > REFINE_RTOL * ffr)
             best[better] = Mr[better]
             best_J = np.where(better, J, best_J)
         M[todo] = best
