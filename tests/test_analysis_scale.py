@@ -75,6 +75,35 @@ def test_spiking_drift_per_synapse_is_the_dense_one():
         assert np.allclose(expected_drift(rule, params, rates, layout, w), dW[:, post, pre]), name
 
 
+def test_sparse_losses_are_the_dense_ones():
+    """``norm`` and ``triplet_bcm`` per synapse on a sparse layout equal their dense
+    forms (evaluated here on the all-to-all layout that holds the same synapses)."""
+    from plasticity.analysis.losses import make_loss
+
+    rng = np.random.default_rng(4)
+    n_pre, n_post, B = 8, 6, 3
+    pairs = sorted({(int(i), int(j)) for i, j in zip(rng.integers(0, n_pre, 30), rng.integers(0, n_post, 30))})
+    pre, post = np.array(pairs).T
+    sparse = Layout(pre, post, n_pre, n_post)
+    full = Layout.dense_full(n_pre, n_post)
+    assert not sparse.full and full.full
+    w = rng.uniform(0, 0.5, (B, pre.size))
+    W = np.zeros((B, n_post, n_pre))
+    W[:, post, pre] = w
+    at = post * n_pre + pre                      # the sparse synapses in the full order
+    rates = SpikeRates(rng.uniform(1, 20, (B, n_pre)), rng.uniform(1, 20, (B, n_post)))
+    params = RULES["triplet"].resolve({})
+    for name in ("norm", "triplet_bcm"):
+        loss_s = make_loss(name, None, sparse, "triplet", params)
+        loss_f = make_loss(name, None, full, "triplet", params)
+        if name == "triplet_bcm":
+            loss_s, loss_f = loss_s.at(rates), loss_f.at(rates)
+        v_s, g_s = loss_s.value_and_grad(w)
+        v_f, g_f = loss_f.value_and_grad(W.reshape(B, -1))
+        assert np.allclose(g_s, g_f[:, at]), name
+        assert np.allclose(v_s, v_f), name
+
+
 def test_diagonal_whitening_is_a_vector_and_means_the_diagonal_matrix():
     rng = np.random.default_rng(2)
     n = 300

@@ -160,6 +160,8 @@ class StructuredMetricFit:
         self.US = None                  # Uᵀ S (r, n)
         self.Q = None                   # Uᵀ P U (r, r)
         self.blocks = None
+        #: why the block-diagonal family is not fitted (None when it is)
+        self.block_skipped = "no postsynaptic neuron per coordinate" if post is None else None
         if post is not None:
             post = np.asarray(post, dtype=np.intp)
             if post.shape != (self.n,):
@@ -167,7 +169,13 @@ class StructuredMetricFit:
             order = np.argsort(post, kind="stable")
             sizes = np.bincount(post)
             sizes = sizes[sizes > 0]
-            if sizes.size and sizes.max() <= block_max and np.sum(sizes ** 2) <= block_budget:
+            numbers = int(np.sum(sizes ** 2))
+            if sizes.size and sizes.max() > block_max:
+                self.block_skipped = f"a block of {int(sizes.max())} synapses (at most {block_max})"
+            elif numbers > block_budget:
+                self.block_skipped = (f"{sizes.size} blocks: the block metric would have {numbers:.3g} "
+                                      f"entries (at most {block_budget:.3g})")
+            if sizes.size and sizes.max() <= block_max and numbers <= block_budget:
                 self.blocks = np.split(order, np.cumsum(sizes)[:-1])
                 self._equal = bool(np.all(sizes == sizes[0]))
                 self._order = order
@@ -366,7 +374,8 @@ class StructuredMetricFit:
         fitting = [name for name in FAMILIES if name in residuals and residuals[name] <= tol]
         chosen = min(fitting, key=lambda name: (parameters[name], FAMILIES.index(name))) if fitting else None
         return {"diagonal": diag_res, "block_diagonal": block_res, "low_rank_diagonal": low_res,
-                "rank": rank, "parameters": parameters, "chosen": chosen}
+                "rank": rank, "parameters": parameters, "chosen": chosen,
+                "block_diagonal_skipped": self.block_skipped}
 
 
 def fit_structured_arrays(drift, gradient, post=None, chunk=None, **options):
