@@ -350,6 +350,23 @@ class RatesFamily:
 
         return _BoundRates(family, D)
 
+    def bind_steps(self, rates, increments, window):
+        """:meth:`bind` with ``window`` for the B windows of ``rates`` (B + window − 1
+        single-record intervals), and the basis directional changes of each single step
+        ``increments`` (B + window − 1, n) as ``.steps``: the basis gradients are formed
+        once and summed in place (K × (B + window) rows of n at most)."""
+        D = self.gradients(rates)
+        steps = np.einsum("bki,bi->bk", D, increments)
+        np.nan_to_num(D, copy=False)     # undefined intervals: their windows are left out anyway
+        np.cumsum(D, axis=0, out=D)
+        windowed = D[window - 1:].copy()
+        windowed[1:] -= D[:-window]
+        windowed /= window
+        del D
+        bound = _BoundRates(self, windowed)
+        bound.steps = steps
+        return bound
+
     def function(self, theta):
         from .losses import RateLoss
 
@@ -603,12 +620,14 @@ def _features(run, families, kind, h, split, z, chunk=None):
     for start, stop in run.chunks(chunk, overlap=h):
         fit = split[start:stop] == 1
         bound = {}
+        if kind != "given":
+            w = run.weights(start, stop + h)          # records start … stop+h−1
         if rated:
             # rates of each record (given drift), of each window, of each single step
             if kind == "window":
                 step_rates = run.rates_for(start, stop + h - 1, 1)
                 for fam in rated:
-                    bound[fam.name] = fam.bind(step_rates, window=h)
+                    bound[fam.name] = fam.bind_steps(step_rates, np.diff(w, axis=0), h)
             else:
                 for fam in rated:
                     bound[fam.name] = fam.bind(run.rates_for(start, stop))
@@ -620,7 +639,6 @@ def _features(run, families, kind, h, split, z, chunk=None):
             dirs = {fam.name: bound.get(fam.name, fam).directional(w, f) for fam in families}
             zs = {fam.name: np.full(stop - start, np.inf) for fam in families}
         else:
-            w = run.weights(start, stop + h)          # records start … stop+h−1
             dt = (run.time[start + h:stop + h] - run.time[start:stop])[:, None]
             f = (w[h:] - w[:-h]) / dt
             fn = np.linalg.norm(f, axis=1)
@@ -633,7 +651,7 @@ def _features(run, families, kind, h, split, z, chunk=None):
             for fam in families:
                 if fam.name in bound:
                     # linear in w at given rates: the sum over single steps is exact
-                    steps = fam.bind(step_rates).directional(None, np.diff(w, axis=0))
+                    steps = bound[fam.name].steps
                     bad = ~np.all(np.isfinite(steps), axis=1)    # e.g. no rate before record 0
                     steps[bad] = 0.0
                     sums, zs[fam.name] = _window_sums(steps, h)
