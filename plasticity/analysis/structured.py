@@ -60,6 +60,9 @@ BUFFER_RECORDS = 2 * RANK_MAX
 #: the batched block refinement stops for a block once an iteration lowers its squared
 #: relative residual by less than this
 REFINE_RTOL = 1e-10
+#: the alternation stops once a step lowers the squared relative residual by less
+#: than this (each step costs a few passes over n × r arrays)
+ALTERNATION_RTOL = 1e-10
 #: alternations of the D and C steps of the low-rank fit
 _ALTERNATIONS = 50
 
@@ -321,7 +324,7 @@ class StructuredMetricFit:
             if J < best[0]:
                 improvement = best[0] - J
                 best = (J, d, C)
-                if improvement <= 1e-12 * self.ff:
+                if improvement <= ALTERNATION_RTOL * self.ff:
                     break
             else:
                 break
@@ -344,6 +347,10 @@ class StructuredMetricFit:
         r = self.U.shape[1]
         d, U, C, residual = self._fit_low_rank_in(np.eye(r))
         found = (d, U, C, r, residual)
+        if residual > tol:
+            # a smaller rank in the same basis is a subset of this family: it cannot fit
+            # either (each try is up to _ALTERNATIONS passes over n × r arrays)
+            return found
         # the rank: the leading eigenvectors of the full-rank C span the candidates
         vals, vecs = np.linalg.eigh(C)
         vecs = vecs[:, np.argsort(vals)[::-1]]
