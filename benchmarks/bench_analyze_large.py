@@ -98,8 +98,9 @@ def quadratic(w):
 
 
 def analyze(path, extra=()):
-    """``plasticity analyze path --json`` in a child: (wall s, peak RSS bytes, document).
-    The peak is the child's own (``wait4``), the whole process's high-water mark."""
+    """``plasticity analyze path --json`` in a child: (wall s, CPU s, peak RSS bytes,
+    document). CPU time and peak are the child's own (``wait4``): on a loaded machine
+    the CPU time is the comparable number."""
     command = [sys.executable, "-c", "from plasticity.cli import main; main()", "analyze",
                str(path), "--json", *extra]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -112,7 +113,8 @@ def analyze(path, extra=()):
         err.seek(0)
         if child.returncode != 0:
             raise SystemExit(f"analyze failed ({child.returncode}): {err.read().decode()[-2000:]}")
-        return wall, usage.ru_maxrss * 1024, json.loads(out.read())
+        cpu = usage.ru_utime + usage.ru_stime
+        return wall, cpu, usage.ru_maxrss * 1024, json.loads(out.read())
 
 
 def main():
@@ -123,6 +125,8 @@ def main():
     parser.add_argument("--long", type=int, default=1001, help="records of the long file (0: skip)")
     parser.add_argument("--keep", help="folder for the run files (default: a temporary one)")
     parser.add_argument("--only-generate", action="store_true")
+    parser.add_argument("--documents", action="store_true", help="keep each JSON document in the folder")
+    parser.add_argument("--losses", default="none,quadratic", help="which analyses: none, quadratic")
     args = parser.parse_args()
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_analyze_large_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,14 +146,17 @@ def main():
     loss.write_text(LOSS_MODULE.format(w_star=fixed_point()))
     record = args.neurons * args.per_post * 8
     print(f"\none record: {record / 2**20:.1f} MiB; load {os.getloadavg()[0]:.2f}\n")
-    print("| records | loss | wall (s) | peak RSS (MiB) | peak / record | verdicts |")
-    print("|---|---|---|---|---|---|")
+    print("| records | loss | wall (s) | CPU (s) | peak RSS (MiB) | peak / record | verdicts |")
+    print("|---|---|---|---|---|---|---|")
     for T in sizes:
-        for label, extra in [("none (discovery)", ()), ("quadratic (user)", ("--loss", f"{loss}:quadratic"))]:
-            wall, peak, doc = analyze(files[T], extra)
+        runs = {"none": ("none (discovery)", ()), "quadratic": ("quadratic (user)", ("--loss", f"{loss}:quadratic"))}
+        for label, extra in [runs[k] for k in args.losses.split(",")]:
+            wall, cpu, peak, doc = analyze(files[T], extra)
             verdicts = ", ".join(f"{r['loss']}: {r['verdict']}" for r in doc["results"]) or "-"
-            print(f"| {T} | {label} | {wall:.1f} | {peak / 2**20:.0f} | {peak / record:.1f} | {verdicts} |",
-                  flush=True)
+            print(f"| {T} | {label} | {wall:.0f} | {cpu:.0f} | {peak / 2**20:.0f} | {peak / record:.0f} | "
+                  f"{verdicts} |  (load {os.getloadavg()[0]:.1f})", flush=True)
+            if args.documents:
+                (folder / f"analyze_{T}_{'loss' if extra else 'none'}.json").write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import matplotlib
@@ -26,7 +27,7 @@ from plasticity.analysis.lyapunov import fit_quadratic_loss  # noqa: E402
 from plasticity.analysis.metrics import batch_metric_stats  # noqa: E402
 from plasticity.analysis.recurrence import find_recurrence  # noqa: E402
 from plasticity.analysis.window import linear_window_descent, smallest_window  # noqa: E402
-from plasticity.analysis import open_run  # noqa: E402
+from plasticity.analysis import analyze_file, open_run  # noqa: E402
 from plasticity.analysis.pipeline import dynamics_system  # noqa: E402
 from plasticity.config import load_config  # noqa: E402
 from plasticity.sim import run  # noqa: E402
@@ -162,15 +163,19 @@ def main():
     if len(sys.argv) > 1:
         b = load(sys.argv[1])
         X = np.hstack([b["W"], b["theta"]])
-        rec_b = find_recurrence(X, b["t"])
         Fb = s.drift(X)        # the same mean-field drift as the Brian2 rule's expectation
-        vb, gb = s.losses["intrator_cooper"](X)
+        # the recurrence and the verdict as `plasticity analyze` finds them: on the mean
+        # field integrated from the first record (basis "mean-field"), not the noisy path
+        doc = analyze_file(sys.argv[1], store=False, discover=False, stability=False)
+        rec_doc = doc["recurrence"]
+        rec_b = None if rec_doc is None else SimpleNamespace(t_i=rec_doc["t_first"], t_j=rec_doc["t_return"])
         numbers["bcm_slow_threshold_brian2"] = {
             "records": int(X.shape[0]),
-            "intrator_cooper_expected_drift": brief(certify(Fb, gb, vb, b["t"], "intrator_cooper").summary()),
+            "analyze": [brief(r) for r in doc["results"]],
             "quadratic_fit": fit_quadratic_loss(X, Fb).summary(),
-            "recurrence": rec_b.summary() if rec_b else None}
-        panels.append(("Brian2 (stochastic)", b["t"], b["W"], b["theta"][:, 0], rec_b))
+            "recurrence": rec_doc, "recurrence_note": doc.get("recurrence_note")}
+        panels.append(("Brian2 (stochastic; recurrence of its mean field)", b["t"], b["W"],
+                       b["theta"][:, 0], rec_b))
     fig, ax = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
     for a, (title, t, Wm, th, r) in zip(ax[0], panels):
         a.plot(t, Wm[:, 0], lw=0.8, label="w₁")

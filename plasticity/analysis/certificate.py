@@ -197,7 +197,8 @@ class Certificate:
                 "relative_residual": {name: _finite_or_none(self.structured[name])
                                       if self.structured[name] is not None else None
                                       for name in ("diagonal", "block_diagonal", "low_rank_diagonal")},
-                "rank": self.structured["rank"], "chosen": self.structured["chosen"]}),
+                "rank": self.structured["rank"], "chosen": self.structured["chosen"],
+                "block_diagonal_skipped": self.structured.get("block_diagonal_skipped")}),
             "euclidean": self.euclidean,
             "verdict": self.verdict,
         }

@@ -295,6 +295,23 @@ class QuadraticFamily:
                 "features": "x = w - w_ref; z = U^T x, U: mean direction + principal directions"}
 
 
+class _BoundRates:
+    """A :class:`RatesFamily` at the rates of B records: basis gradients ``D`` (B, K, n).
+    (A plain class, not one made per call: a class object sits in a reference cycle
+    and would keep its ``D`` — K records of n numbers each — until a garbage collection.)"""
+
+    def __init__(self, family, D):
+        self.name, self.K, self.names = family.name, family.K, family.names
+        self.D = D
+
+    def directional(self, w, f):
+        return np.einsum("bki,bi->bk", self.D, f)
+
+    def grad_norms_and_gram(self, w):
+        G = np.matmul(self.D, self.D.transpose(0, 2, 1))
+        return np.sqrt(np.einsum("bkk->bk", G)), G
+
+
 class RatesFamily:
     """Objectives in the recorded firing rates (spiking run files with ``/rates``):
     ``L = Σ_s w_s r_pre(s) Σ_p θ_p r_post(s)^p``, p = 0, 1, 2, with the rates held at
@@ -331,17 +348,24 @@ class RatesFamily:
             c = np.concatenate([np.zeros((1,) + D.shape[1:]), np.cumsum(D, axis=0)])
             D = (c[window:] - c[:-window]) / window
 
-        class Bound:
-            name, K, names = family.name, family.K, family.names
+        return _BoundRates(family, D)
 
-            def directional(self, w, f):
-                return np.einsum("bki,bi->bk", D, f)
-
-            def grad_norms_and_gram(self, w):
-                G = np.matmul(D, D.transpose(0, 2, 1))
-                return np.sqrt(np.einsum("bkk->bk", G)), G
-
-        return Bound()
+    def bind_steps(self, rates, increments, window):
+        """:meth:`bind` with ``window`` for the B windows of ``rates`` (B + window − 1
+        single-record intervals), and the basis directional changes of each single step
+        ``increments`` (B + window − 1, n) as ``.steps``: the basis gradients are formed
+        once and summed in place (K × (B + window) rows of n at most)."""
+        D = self.gradients(rates)
+        steps = np.einsum("bki,bi->bk", D, increments)
+        np.nan_to_num(D, copy=False)     # undefined intervals: their windows are left out anyway
+        np.cumsum(D, axis=0, out=D)
+        windowed = D[window - 1:].copy()
+        windowed[1:] -= D[:-window]
+        windowed /= window
+        del D
+        bound = _BoundRates(self, windowed)
+        bound.steps = steps
+        return bound
 
     def function(self, theta):
         from .losses import RateLoss
@@ -596,12 +620,14 @@ def _features(run, families, kind, h, split, z, chunk=None):
     for start, stop in run.chunks(chunk, overlap=h):
         fit = split[start:stop] == 1
         bound = {}
+        if kind != "given":
+            w = run.weights(start, stop + h)          # records start … stop+h−1
         if rated:
             # rates of each record (given drift), of each window, of each single step
             if kind == "window":
                 step_rates = run.rates_for(start, stop + h - 1, 1)
                 for fam in rated:
-                    bound[fam.name] = fam.bind(step_rates, window=h)
+                    bound[fam.name] = fam.bind_steps(step_rates, np.diff(w, axis=0), h)
             else:
                 for fam in rated:
                     bound[fam.name] = fam.bind(run.rates_for(start, stop))
@@ -613,7 +639,6 @@ def _features(run, families, kind, h, split, z, chunk=None):
             dirs = {fam.name: bound.get(fam.name, fam).directional(w, f) for fam in families}
             zs = {fam.name: np.full(stop - start, np.inf) for fam in families}
         else:
-            w = run.weights(start, stop + h)          # records start … stop+h−1
             dt = (run.time[start + h:stop + h] - run.time[start:stop])[:, None]
             f = (w[h:] - w[:-h]) / dt
             fn = np.linalg.norm(f, axis=1)
@@ -626,7 +651,7 @@ def _features(run, families, kind, h, split, z, chunk=None):
             for fam in families:
                 if fam.name in bound:
                     # linear in w at given rates: the sum over single steps is exact
-                    steps = fam.bind(step_rates).directional(None, np.diff(w, axis=0))
+                    steps = bound[fam.name].steps
                     bad = ~np.all(np.isfinite(steps), axis=1)    # e.g. no rate before record 0
                     steps[bad] = 0.0
                     sums, zs[fam.name] = _window_sums(steps, h)

@@ -212,6 +212,23 @@ def _input_variance(stats):
     return dense, "−½ wᵀCw (variance of the summed input) per postsynaptic neuron, summed"
 
 
+def _norm_per_synapse(layout):
+    """``norm`` on a sparse layout: the squared norms of each neuron's incoming weights
+    summed per postsynaptic neuron (a sparse n_post × S sum), no dense ``W``."""
+    from scipy.sparse import csr_matrix
+
+    S = layout.n_synapses
+    onto = csr_matrix((np.ones(S), (layout.post, np.arange(S))), shape=(layout.n_post, S))
+
+    def function(w):
+        w = np.asarray(w, float)[:, :S]
+        excess = (onto @ (w * w).T).T - 1.0              # (B, n_post)
+        grad = np.zeros((w.shape[0], layout.size))
+        grad[:, :S] = 4.0 * excess[:, layout.post] * w
+        return (excess ** 2).sum(-1), grad
+    return function
+
+
 #: built-in losses on dense weights: name -> builder(stats) -> (dense function, description)
 LOSSES = {
     "input_variance": _input_variance,
@@ -263,6 +280,8 @@ def make_loss(name, stats, layout, rule_name=None, params=None):
     if stats is None and name not in _NO_STATS:
         raise BadInput(f"loss {name!r} needs the input statistics (/inputs), which the run lacks")
     dense, description = builder(stats)
+    if name == "norm" and not layout.full:
+        return Loss(name, _norm_per_synapse(layout), description)
 
     def function(w):
         W, _ = layout.dense(w)
@@ -348,13 +367,23 @@ def _triplet_bcm(params, layout):
         post = np.asarray(rates.post, float)
 
         def function(w):
-            W, _ = layout.dense(w)
-            B = W.shape[0]
+            w = np.asarray(w, float)
+            B = w.shape[0]
             if pre.shape[0] != B or post.shape[0] != B:
                 raise BadInput(f"loss 'triplet_bcm': rates of {pre.shape[0]} records for {B} records")
-            _, dW = bcm_objective(W, pre, params, rates_post=post)
-            g = layout.flat(dW)
-            return np.einsum("bs,bs->b", g, np.asarray(w, float)[:, :layout.n_synapses]), g
+            S = layout.n_synapses
+            if layout.full:
+                W, _ = layout.dense(w)
+                _, dW = bcm_objective(W, pre, params, rates_post=post)
+                g = layout.flat(dW)
+            else:
+                # per synapse, −r_x y (a y − b) at its two neurons' rates (no dense W)
+                a = params["A3_plus"] * params["tau_plus"] * params["tau_y"]
+                b = params["A2_minus"] * params["tau_minus"] - params["A2_plus"] * params["tau_plus"]
+                y = post[:, layout.post]
+                g = np.zeros((B, layout.size))
+                g[:, :S] = -(y * (a * y - b)) * pre[:, layout.pre]
+            return np.einsum("bs,bs->b", g[:, :S], w[:, :S]), g
         return function
     return RateLoss("triplet_bcm", builder,
                     "−Σ_post Φ(y), Φ(y) = a y³/3 − b y²/2 (triplet STDP), y = measured post rate; "

@@ -57,6 +57,12 @@ BLOCK_BUDGET = 1 << 23
 RANK_MAX = 8
 #: records held to choose the low-rank basis U
 BUFFER_RECORDS = 2 * RANK_MAX
+#: the batched block refinement stops for a block once an iteration lowers its squared
+#: relative residual by less than this
+REFINE_RTOL = 1e-10
+#: the alternation stops once a step lowers the squared relative residual by less
+#: than this (each step costs a few passes over n × r arrays)
+ALTERNATION_RTOL = 1e-10
 #: alternations of the D and C steps of the low-rank fit
 _ALTERNATIONS = 50
 
@@ -115,6 +121,9 @@ def fit_constant_metric_batched(S, P, ff, refine=100):
             Mr = np.where(live[:, None, None], candidate, Mr)
             J = _objective_batched(Mr, Sr, Pr, ffr)
             better = live & (J < best_J)
+            # steps of 1/(2 λ_max(S)) decrease J monotonically: a block whose squared
+            # relative residual moved by less than REFINE_RTOL has converged
+            live &= better & (best_J - J > REFINE_RTOL * ffr)
             best[better] = Mr[better]
             best_J = np.where(better, J, best_J)
         M[todo] = best
@@ -154,6 +163,8 @@ class StructuredMetricFit:
         self.US = None                  # Uᵀ S (r, n)
         self.Q = None                   # Uᵀ P U (r, r)
         self.blocks = None
+        #: why the block-diagonal family is not fitted (None when it is)
+        self.block_skipped = "no postsynaptic neuron per coordinate" if post is None else None
         if post is not None:
             post = np.asarray(post, dtype=np.intp)
             if post.shape != (self.n,):
@@ -161,7 +172,13 @@ class StructuredMetricFit:
             order = np.argsort(post, kind="stable")
             sizes = np.bincount(post)
             sizes = sizes[sizes > 0]
-            if sizes.size and sizes.max() <= block_max and np.sum(sizes ** 2) <= block_budget:
+            numbers = int(np.sum(sizes ** 2))
+            if sizes.size and sizes.max() > block_max:
+                self.block_skipped = f"a block of {int(sizes.max())} synapses (at most {block_max})"
+            elif numbers > block_budget:
+                self.block_skipped = (f"{sizes.size} blocks: the block metric would have {numbers:.3g} "
+                                      f"entries (at most {block_budget:.3g})")
+            if sizes.size and sizes.max() <= block_max and numbers <= block_budget:
                 self.blocks = np.split(order, np.cumsum(sizes)[:-1])
                 self._equal = bool(np.all(sizes == sizes[0]))
                 self._order = order
@@ -307,7 +324,7 @@ class StructuredMetricFit:
             if J < best[0]:
                 improvement = best[0] - J
                 best = (J, d, C)
-                if improvement <= 1e-12 * self.ff:
+                if improvement <= ALTERNATION_RTOL * self.ff:
                     break
             else:
                 break
@@ -330,6 +347,10 @@ class StructuredMetricFit:
         r = self.U.shape[1]
         d, U, C, residual = self._fit_low_rank_in(np.eye(r))
         found = (d, U, C, r, residual)
+        if residual > tol:
+            # a smaller rank in the same basis is a subset of this family: it cannot fit
+            # either (each try is up to _ALTERNATIONS passes over n × r arrays)
+            return found
         # the rank: the leading eigenvectors of the full-rank C span the candidates
         vals, vecs = np.linalg.eigh(C)
         vecs = vecs[:, np.argsort(vals)[::-1]]
@@ -360,7 +381,8 @@ class StructuredMetricFit:
         fitting = [name for name in FAMILIES if name in residuals and residuals[name] <= tol]
         chosen = min(fitting, key=lambda name: (parameters[name], FAMILIES.index(name))) if fitting else None
         return {"diagonal": diag_res, "block_diagonal": block_res, "low_rank_diagonal": low_res,
-                "rank": rank, "parameters": parameters, "chosen": chosen}
+                "rank": rank, "parameters": parameters, "chosen": chosen,
+                "block_diagonal_skipped": self.block_skipped}
 
 
 def fit_structured_arrays(drift, gradient, post=None, chunk=None, **options):

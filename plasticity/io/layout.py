@@ -37,6 +37,13 @@ class Layout:
         self._post_major = full and np.array_equal(self.post * self.n_pre + self.pre, idx)
         self._pre_major = full and not self._post_major and np.array_equal(self.pre * self.n_post + self.post, idx)
 
+    @property
+    def full(self):
+        """All-to-all in post- or pre-major order: the dense ``W`` is a view of the
+        records. Otherwise it is ``n_post × n_pre`` per record whatever the number of
+        synapses (10⁸ numbers for 10⁴ neurons), and per-synapse forms are preferred."""
+        return self._post_major or self._pre_major
+
     @classmethod
     def dense_full(cls, n_pre, n_post, state=()):
         """All-to-all, post-major (``W.reshape(-1)`` order)."""

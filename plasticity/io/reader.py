@@ -342,8 +342,10 @@ class Run:
 
     def chunks(self, size=None, overlap=0):
         """``(start, stop)`` of consecutive chunks covering records ``0 … T−1−overlap``;
-        read ``[start, stop + overlap)`` to get the ``overlap`` following records."""
-        size = size or self.chunk_size()
+        read ``[start, stop + overlap)`` to get the ``overlap`` following records. By
+        default a chunk has at least ``overlap`` records, so each record is read about
+        twice, not ``overlap + 1`` times (one record of 10⁶ weights is a chunk alone)."""
+        size = size or max(self.chunk_size(), overlap)
         last = self.n_records - overlap
         for start in range(0, max(last, 0), size):
             yield start, min(start + size, last)
