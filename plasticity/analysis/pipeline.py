@@ -80,7 +80,7 @@ def drift_kind_for(run, requested="auto"):
         if run.rule is not None and run.rule.activity == "spiking":
             # event-driven rules: the rate-limit formula is what the rate losses are
             # built from (ψ ≡ 0 by construction), so by default certify what the
-            # weights actually did, over windows of many spikes (issue 4)
+            # weights actually did, over windows of many spikes
             return "window"
         return "expected" if expected_ok else "window"
     if requested == "given" and not run.has_drift:
