@@ -28,6 +28,7 @@ converges to the unit top eigenvector), against the sequential runs'.
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,15 +36,11 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-BASE = {
-    "name": "bench_replicas_oja", "seed": 1,
-    "network": {"model": "linear_rate", "n_pre": 10, "n_post": 1,
-                "init": {"distribution": "uniform", "low": -0.3, "high": 0.3}},
-    "inputs": {"kind": "gaussian", "spectrum": [4.0, 2.0, 1.0] + [0.5] * 7, "rotation": "random"},
-    "rule": {"name": "oja", "eta": "0.3 Hz"},
-    "simulation": {"duration": "10 s", "dt": "1 ms", "device": "runtime"},
-    "record": {"every": "100 ms"},
-}
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_sweep  # noqa: E402
+
+#: the small Oja run of bench_sweep.py
+BASE = dict(bench_sweep.BASE, name="bench_replicas_oja")
 
 
 def seed_parts(experiment):

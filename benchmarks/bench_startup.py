@@ -37,12 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-N_PRE = 10_000
-STEPS = 10_000
-DT = 1e-3
-EVERY = 10
-ETA = 0.01
-SEED = 7
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_run import DT, ETA, EVERY, N_PRE, SEED, STEPS  # noqa: E402  (the same case)
 
 NUMPY_SCRIPT = f'''\
 import sys

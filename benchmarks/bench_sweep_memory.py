@@ -27,15 +27,13 @@ from pathlib import Path
 
 import tomli_w
 
-BASE = {
-    "name": "bench_sweep_memory", "seed": 1,
-    "network": {"model": "linear_rate", "n_pre": 10, "n_post": 1,
-                "init": {"distribution": "uniform", "low": -0.3, "high": 0.3}},
-    "inputs": {"kind": "gaussian", "spectrum": [4.0, 2.0, 1.0] + [0.5] * 7, "rotation": "random"},
-    "rule": {"name": "oja", "eta": "0.3 Hz"},
-    "simulation": {"duration": "1 s", "dt": "1 ms", "device": "runtime"},
-    "record": {"every": "10 ms"},
-}
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_sweep  # noqa: E402
+
+#: the small Oja run of bench_sweep.py, shortened to 1 s with a record every 10 ms
+BASE = dict(bench_sweep.BASE, name="bench_sweep_memory",
+            simulation=dict(bench_sweep.BASE["simulation"], duration="1 s"),
+            record={"every": "10 ms"})
 
 #: the sweep through the command line's entry point, with the workers' Dask settings
 #: replaced by the first argument (a Python literal)
