@@ -164,13 +164,17 @@ def assign_values(group, values):
         setattr(group, name, value)
 
 
-def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None):
+def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None, generator=None):
     """The ``inputs`` NeuronGroup whose variable ``x`` is drawn from ``stats`` (gaussian
     or patterns), and the other Brian2 objects that drawing needs (a ``latent`` group
     and ``mixing`` synapses, or the pattern ``chooser``). ``x`` is redrawn at the start
     of every time step, or every ``dt`` (seconds) when given: Poisson inputs modulated by
     these statistics (:mod:`plasticity.sim.spiking`) hold each draw for an interval and add
-    their own ``eqs`` and ``threshold``."""
+    their own ``eqs`` and ``threshold``.
+
+    ``generator`` (runtime device only): a NumPy Generator that draws diagonal Gaussian
+    inputs redrawn every step in one call (:func:`numpy_input_draw`) instead of
+    Brian2's ``randn()``."""
     import brian2 as b2
 
     every = {} if dt is None else {"dt": dt * b2.second}
@@ -182,8 +186,11 @@ def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None):
             inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nsd : 1 (constant)" + extra_eqs,
                                     threshold=threshold, name="inputs", namespace=draw_namespace)
             inputs.sd = stats.scale
-            inputs.run_regularly(f"x = xbar + sd * {randn}", when="start", name="inputs_draw",
-                                 **every)
+            if generator is not None and not every:
+                objects.append(numpy_input_draw(inputs, stats, generator))
+            else:
+                inputs.run_regularly(f"x = xbar + sd * {randn}", when="start", name="inputs_draw",
+                                     **every)
         else:
             latent = b2.NeuronGroup(n_pre, "z : 1", name="latent", namespace=draw_namespace)
             latent.run_regularly(f"z = {randn}", when="start", name="latent_draw", **every)
@@ -242,14 +249,9 @@ def build_rate_network(experiment, rule, params, rng, shared_parameters=False):
     objects = []
 
     runtime = not _standalone()
-    if runtime and stats.kind == "gaussian" and stats.diagonal:
-        # the runtime device: one NumPy call draws all inputs (see numpy_input_draw)
-        inputs = b2.NeuronGroup(n_pre, "x : 1\nxbar : 1 (constant)\nsd : 1 (constant)", name="inputs")
-        inputs.sd, inputs.xbar = stats.scale, stats.mean
-        objects.append(numpy_input_draw(inputs, stats, input_generator(experiment.seed)))
-    else:
-        inputs, extra = input_group(stats, n_pre)
-        objects += extra
+    inputs, extra = input_group(stats, n_pre,
+                                generator=input_generator(experiment.seed) if runtime else None)
+    objects += extra
 
     y_expr = "ysum" if stats.transfer == "linear" else "ysum * int(ysum > 0)"
     state_eqs = "".join(f"\n{name} : 1" for name in rule.state)
