@@ -322,6 +322,46 @@ def _take_spikes(monitor):
     return t, i
 
 
+def open_spiking_run_file(experiment, rule, parts, options, device):
+    """The run file of a spiking experiment on either device: weights, the Poisson
+    inputs' description, and ``/rates`` per record interval (:class:`IntervalRates`)."""
+    inputs_cfg = experiment.inputs
+    net = experiment.network
+
+    def inputs(group):
+        write_poisson_inputs(group, parts.input_rates, parts.modulation, inputs_cfg.gain,
+                             inputs_cfg.modulation_interval, inputs_cfg.modulation)
+
+    runfile = open_run_file(experiment, rule, parts, options, device, inputs=inputs,
+                            extra_sizes={"rates/pre": net.n_pre, "rates/post": net.n_post},
+                            attrs={"kind": "spiking"})
+    runfile.set_attrs({"unit": "Hz",
+                       "interval": "row k: spike count over (time[k-1], time[k]] divided by "
+                                   "its length; row 0 is NaN"}, path="rates")
+    return runfile
+
+
+class IntervalRates:
+    """Firing rates over each record interval from cumulative spike counts: row k is
+    the count over (time[k-1], time[k]] divided by its length, NaN for the first."""
+
+    def __init__(self, n_pre, n_post):
+        self.n_pre, self.n_post = n_pre, n_post
+        self.last = {"t": 0.0, "pre": np.zeros(n_pre), "post": np.zeros(n_post)}
+
+    def __call__(self, t, pre_count, post_count):
+        last = self.last
+        span = t - last["t"]
+        if span > 0:
+            rates = {"rates/pre": (pre_count - last["pre"]) / span,
+                     "rates/post": (post_count - last["post"]) / span}
+        else:
+            rates = {"rates/pre": np.full(self.n_pre, np.nan),
+                     "rates/post": np.full(self.n_post, np.nan)}
+        last.update(t=t, pre=pre_count, post=post_count)
+        return rates
+
+
 def run(experiment, options):
     """Run a spiking experiment (runtime device) and return its run file's path."""
     rule = get_rule(experiment.rule.name)
@@ -332,33 +372,13 @@ def run(experiment, options):
     parts = build_spiking_network(experiment, rule, params, rng,
                                   record_spikes=experiment.record.spikes)
 
-    n_pre, n_post = experiment.network.n_pre, experiment.network.n_post
-    inputs_cfg = experiment.inputs
-
-    def inputs(group):
-        write_poisson_inputs(group, parts.input_rates, parts.modulation, inputs_cfg.gain,
-                             inputs_cfg.modulation_interval, inputs_cfg.modulation)
-
-    runfile = open_run_file(experiment, rule, parts, options, "runtime", inputs=inputs,
-                            extra_sizes={"rates/pre": n_pre, "rates/post": n_post},
-                            attrs={"kind": "spiking"})
-    runfile.set_attrs({"unit": "Hz",
-                       "interval": "row k: spike count over (time[k-1], time[k]] divided by "
-                                   "its length; row 0 is NaN"}, path="rates")
+    runfile = open_spiking_run_file(experiment, rule, parts, options, "runtime")
     bar = Progress(sim.duration, options.progress, experiment.name)
-    last = {"t": 0.0, "pre": np.zeros(n_pre), "post": np.zeros(n_post)}
+    interval_rates = IntervalRates(experiment.network.n_pre, experiment.network.n_post)
 
     def record(t):
         w = np.asarray(parts.synapses.w_[:])
-        pre_count = parts.pre_counts()
-        post_count = parts.post_counts()
-        span = t - last["t"]
-        if span > 0:
-            rates = {"rates/pre": (pre_count - last["pre"]) / span,
-                     "rates/post": (post_count - last["post"]) / span}
-        else:
-            rates = {"rates/pre": np.full(n_pre, np.nan), "rates/post": np.full(n_post, np.nan)}
-        last.update(t=t, pre=pre_count, post=post_count)
+        rates = interval_rates(t, parts.pre_counts(), parts.post_counts())
         for population, monitor in parts.populations.items():
             runfile.append_spikes(population, *_take_spikes(monitor))
         problem = check_finite(w, {}, sim.weight_bound)

@@ -480,8 +480,10 @@ def run(experiment, options):
             return None
 
         if spiking:
-            runfile = _spiking_run_file(experiment, rule, parts, options)
-            handle = _SpikingRecords(runfile, parts, n_pre, n_post, sim.weight_bound)
+            from .spiking import open_spiking_run_file
+
+            runfile = open_spiking_run_file(experiment, rule, parts, options, "cpp_standalone")
+            handle = _SpikingRecords(runfile, n_pre, n_post, sim.weight_bound)
         else:
             runfile = open_run_file(experiment, rule, parts, options, "cpp_standalone")
             handle = _RateRecords(runfile, sim.weight_bound)
@@ -504,27 +506,6 @@ def run(experiment, options):
             b2.set_device("runtime")
 
 
-def _spiking_run_file(experiment, rule, parts, options):
-    """The run file of a spiking experiment, as :func:`plasticity.sim.spiking.run`
-    makes it."""
-    from ..io.codecs import write_poisson_inputs
-
-    inputs_cfg = experiment.inputs
-
-    def inputs(group):
-        write_poisson_inputs(group, parts.input_rates, parts.modulation, inputs_cfg.gain,
-                             inputs_cfg.modulation_interval, inputs_cfg.modulation)
-
-    net = experiment.network
-    runfile = open_run_file(experiment, rule, parts, options, "cpp_standalone", inputs=inputs,
-                            extra_sizes={"rates/pre": net.n_pre, "rates/post": net.n_post},
-                            attrs={"kind": "spiking"})
-    runfile.set_attrs({"unit": "Hz",
-                       "interval": "row k: spike count over (time[k-1], time[k]] divided by "
-                                   "its length; row 0 is NaN"}, path="rates")
-    return runfile
-
-
 class _RateRecords:
     """Appends the records of a rate network to its run file."""
 
@@ -542,23 +523,17 @@ class _SpikingRecords:
     """Appends the records of a spiking network: rates from the spike counts of each
     record interval, the streamed spikes."""
 
-    def __init__(self, runfile, parts, n_pre, n_post, bound):
+    def __init__(self, runfile, n_pre, n_post, bound):
+        from .spiking import IntervalRates
+
         self.runfile, self.bound = runfile, bound
-        self.last = {"t": 0.0, "pre": np.zeros(n_pre), "post": np.zeros(n_post)}
-        self.n_pre, self.n_post = n_pre, n_post
+        self.interval_rates = IntervalRates(n_pre, n_post)
 
     def __call__(self, t, blocks, spikes):
         weights = blocks["weights"]
         pre = blocks["pre"].astype(float)
         post = blocks["post"].astype(float) if "post" in blocks else pre
-        span = t - self.last["t"]
-        if span > 0:
-            rates = {"rates/pre": (pre - self.last["pre"]) / span,
-                     "rates/post": (post - self.last["post"]) / span}
-        else:
-            rates = {"rates/pre": np.full(self.n_pre, np.nan),
-                     "rates/post": np.full(self.n_post, np.nan)}
-        self.last.update(t=t, pre=pre, post=post)
+        rates = self.interval_rates(t, pre, post)
         for population, (times, indices) in spikes.items():
             self.runfile.append_spikes(population, times, indices)
         problem = check_finite(weights, {}, self.bound)
