@@ -317,3 +317,28 @@ def test_a_failed_run_is_a_row_and_the_sweep_exits_1(tmp_path):
     rows = read_table(last_line(done.stdout))
     assert len(rows) == 2 and {r["status"] for r in rows} == {"failed"}
     assert all("no_such_loss" in r["message"] and r["file"] for r in rows)
+
+
+def test_resume_reads_a_table_written_before_the_sim_s_column(tmp_path):
+    from plasticity.sweep.table import SweepTable
+
+    table = SweepTable(tmp_path / "sweep.csv", ["rule.eta"])
+    old_columns = [c for c in table.columns if c != "sim_s"]
+    row = {c: "" for c in old_columns}
+    row.update(run="0", identity="abc", seed="1", status="complete", **{"rule.eta": "0.1"})
+    with open(table.path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, old_columns)
+        writer.writeheader()
+        writer.writerow(row)
+    rows = table.existing_rows()
+    assert [r["identity"] for r in rows] == ["abc"]
+    table.start(rows)                       # rewritten with today's header
+    with open(table.path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == table.columns
+        assert [(r["identity"], r["sim_s"]) for r in reader] == [("abc", "")]
+    # a table of another sweep (a column missing that was always there) is still refused
+    with open(table.path, "w", newline="") as handle:
+        csv.writer(handle).writerow([c for c in table.columns if c != "seed"])
+    with pytest.raises(BadInput, match="columns are not those of this sweep"):
+        table.existing_rows()

@@ -31,6 +31,10 @@ ENDED = ("complete", "diverged")
 RUN_COLUMNS = ("status", "message", "file", "wall_s", "run_s", "sim_s", "worker_pid",
                "worker_rss_mb")
 
+#: columns added after the first release of the table: a table written before one of
+#: them was added still resumes, its rows keep an empty cell there
+LATER_COLUMNS = ("sim_s",)
+
 
 def columns(keys):
     return ["run", "identity", "seed", *keys, *RUN_COLUMNS, *METRIC_COLUMNS]
@@ -59,10 +63,17 @@ class SweepTable:
             return []
         with open(self.path, newline="") as handle:
             reader = csv.DictReader(handle)
-            if reader.fieldnames != self.columns:
+            if not self._readable(reader.fieldnames or []):
                 raise BadInput(f"{self.path}: its columns are not those of this sweep "
                                f"(swept keys {', '.join(self.keys) or 'none'}); use another --out")
             return list(reader)
+
+    def _readable(self, fieldnames):
+        """Whether a table with these columns is this sweep's: the same columns in the
+        same order, some of the :data:`LATER_COLUMNS` possibly missing."""
+        missing = set(self.columns) - set(fieldnames)
+        return (missing <= set(LATER_COLUMNS)
+                and fieldnames == [c for c in self.columns if c not in missing])
 
     def start(self, keep_rows=()):
         """(Re)write the file with its header and ``keep_rows`` (atomically: a
