@@ -146,7 +146,7 @@ def model_key(experiment, record=True):
     interval, initial values, nor the values of the parameters passed to the program
     when it starts (the rule's numeric parameters, the neuron parameters of a spiking
     model)."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     from .. import __version__
     from .spiking import FIXED_PARAMS, LIF_PARAMS
@@ -168,7 +168,13 @@ def model_key(experiment, record=True):
                              if k not in LIF_PARAMS + FIXED_PARAMS}
     data["network"] = network
     # the installed Brian2's version without importing it (a warm launch never does)
-    data["_versions"] = [__version__, version("brian2"), sys.version, bool(record)]
+    try:
+        brian2_version = version("brian2")
+    except PackageNotFoundError:     # a source checkout on the path, not installed
+        import brian2
+
+        brian2_version = brian2.__version__
+    data["_versions"] = [__version__, brian2_version, sys.version, bool(record)]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -588,7 +594,8 @@ def _save_launch_record(folder, device, plan, run_args, layout, recorder_values)
             return
         args.append(key)
     run_cmd = b2.prefs.devices.cpp_standalone.run_cmd_unix
-    record = {"versions": _launch_versions(), "arrays": arrays, "args": args,
+    record = {"model_key": folder.key, "versions": _launch_versions(), "arrays": arrays,
+              "args": args,
               "run_cmd": [run_cmd] if isinstance(run_cmd, str) else list(run_cmd),
               "env": {**b2.prefs["devices.cpp_standalone.run_environment_variables"],
                       **device.run_environment_variables},
@@ -632,10 +639,11 @@ def _planned_number(value):
     return _number(data.reshape(-1)[0].item() if data.ndim else data.item())
 
 
-def _read_launch_record(path):
+def _read_launch_record(path, key):
     """The launch record of a build folder, or None where a warm launch must not be
     tried: the folder not marked built, no program, no record or an unreadable one,
-    other versions."""
+    another model (a build folder given by the caller may have held one), other
+    versions."""
     path = Path(path)
     if not (path / BUILT_MARKER).exists():
         return None
@@ -644,7 +652,7 @@ def _read_launch_record(path):
         program = path / record["run_cmd"][0]
         if not (program.is_file() and os.access(program, os.X_OK)):
             return None
-        if record["versions"] != _launch_versions():
+        if record["model_key"] != key or record["versions"] != _launch_versions():
             return None
         for static, key, dtype, size in record["arrays"]:
             np.dtype(dtype), int(size), str(static), str(key)
@@ -663,7 +671,8 @@ def warm_launch_ready(experiment):
     then does not prepare Brian2's import. A cheap look; :func:`run` decides for itself."""
     if experiment.network.spec.activity == "spiking":
         return False
-    return _read_launch_record(_cache_root() / f"{model_key(experiment, True)}-0") is not None
+    key = model_key(experiment, True)
+    return _read_launch_record(_cache_root() / f"{key}-0", key) is not None
 
 
 def _warm_run(experiment, options):
@@ -674,7 +683,7 @@ def _warm_run(experiment, options):
     n_steps, every_steps = experiment.steps
     folder = _BuildDir(experiment, options.build_dir, True)
     try:
-        record = _read_launch_record(folder.path)
+        record = _read_launch_record(folder.path, folder.key)
         if record is None:
             return _NOT_WARM
         plan = plan_rate_network(experiment, rule, experiment.rule.params,
