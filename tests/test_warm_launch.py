@@ -65,8 +65,8 @@ def cache(built, monkeypatch):
     return built
 
 
-def _run(data, out):
-    path = run(validate(data), out, progress=False)
+def _run(data, out, build_dir=None):
+    path = run(validate(data), out, progress=False, build_dir=build_dir)
     return path, dict(standalone.run.last_timings)
 
 
@@ -90,10 +90,10 @@ def _assert_same_file(first, second):
         assert np.array_equal(np.asarray(attrs_a[key]), np.asarray(attrs_b[key])), key
 
 
-def _cold(data, out, folder):
+def _cold(data, out, folder, build_dir=None):
     """The full path for ``data`` on the same program: without the launch record."""
     (folder / standalone.LAUNCH_RECORD).unlink()
-    path, timings = _run(data, out)
+    path, timings = _run(data, out, build_dir)
     assert timings["warm_launch"] is False
     assert (folder / standalone.LAUNCH_RECORD).is_file()     # written again by the build
     return path
@@ -251,3 +251,18 @@ def test_interrupted_warm_run_says_so(built, tmp_path):
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "interrupted"
         assert f["time"].shape[0] >= 2
+
+
+def test_patterns_and_rule_state_launch_warm(tmp_path, bcm_config):
+    """BCM on patterns: the pattern inputs and the rule's state (theta) are handed to
+    the program too; a changed seed and parameters give the full path's file."""
+    build = tmp_path / "build"
+    data = {**bcm_config, "simulation": {**bcm_config["simulation"], "device": "cpp_standalone"}}
+    run(validate(data), tmp_path / "first", progress=False, build_dir=build)
+    assert standalone.run.last_timings["warm_launch"] is False
+    changed = {**data, "seed": data["seed"] + 3,
+               "rule": {**data["rule"], "eta": "0.3 Hz", "theta_init": 0.02}}
+    warm = run(validate(changed), tmp_path / "warm", progress=False, build_dir=build)
+    assert standalone.run.last_timings["warm_launch"] is True
+    cold = _cold(changed, tmp_path / "cold", build, build_dir=build)
+    _assert_same_file(warm, cold)

@@ -240,13 +240,16 @@ class RatePlan:
     def program_values(self):
         """The values the Brian2 objects of :func:`build_rate_network` are given, by
         ``"group.variable"``: what a compiled program must be handed to run this plan.
-        Only diagonal Gaussian inputs are covered (other inputs set values not listed
-        here, so a launch record for them is never written)."""
+        Inputs that need values not listed here (a full covariance's mixing) get no
+        launch record: their runs always take the full path."""
         values = {"synapses.sources": self.topology.pre, "synapses.targets": self.topology.post,
-                  "synapses.w": self.weights}
+                  "synapses.w": self.weights, "inputs.xbar": self.stats.mean}
         if self.stats.kind == "gaussian" and self.stats.diagonal:
             values["inputs.sd"] = self.stats.scale
-            values["inputs.xbar"] = self.stats.mean
+        elif self.stats.kind == "patterns":
+            # the index of the linked pattern number (input_group: every input reads
+            # the chooser's one k)
+            values["inputs._k_indices"] = np.zeros(len(self.stats.mean), dtype=np.int32)
         for name, value in {**self.initial_state, **self.parameters}.items():
             values[f"neurons.{name}"] = value
         return values
