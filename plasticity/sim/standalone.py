@@ -607,8 +607,11 @@ def _save_launch_record(folder, device, plan, run_args, layout, recorder_values)
         return
     path = folder.path / LAUNCH_RECORD
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)     # never half a record
+    except OSError:
+        temporary.unlink(missing_ok=True)   # no record: later runs take the full path
 
 
 def _recorder_values(n_steps, every_steps):
@@ -654,8 +657,9 @@ def _read_launch_record(path, key):
             return None
         if record["model_key"] != key or record["versions"] != _launch_versions():
             return None
-        for static, key, dtype, size in record["arrays"]:
-            np.dtype(dtype), int(size), str(static), str(key)
+        # well formed (a hand-edited or truncated record raises here)
+        for static, planned, dtype, size in record["arrays"]:
+            np.dtype(dtype), int(size), str(static), str(planned)
         for name, dtype, count in record["blocks"]:
             np.dtype(dtype), int(count), str(name)
         if not (isinstance(record["args"], list) and isinstance(record["env"], dict)):
