@@ -266,3 +266,30 @@ def test_patterns_and_rule_state_launch_warm(tmp_path, bcm_config):
     assert standalone.run.last_timings["warm_launch"] is True
     cold = _cold(changed, tmp_path / "cold", build, build_dir=build)
     _assert_same_file(warm, cold)
+
+
+def test_random_topology_with_another_synapse_count_takes_the_full_path(tmp_path):
+    """A random topology: another seed may draw another number of synapses, which is
+    compiled into the program: that run must be built, the same count launches warm."""
+    from plasticity.sim.rate import make_stats, make_topology
+
+    data = _config(network={**CONFIG["network"],
+                            "topology": {"generator": "random_graph", "args": {"p": 0.5}}})
+
+    def count(seed):
+        experiment = validate({**data, "seed": seed})
+        rng = np.random.default_rng(seed)
+        make_stats(experiment, rng)          # drawn first, as by the plan
+        return len(make_topology(experiment, rng).pre)
+
+    first = count(data["seed"])
+    other = next(s for s in range(100, 200) if count(s) != first)
+    same = next(s for s in range(200, 300) if count(s) == first)
+    build = tmp_path / "build"
+    _run(data, tmp_path / "a", build)
+    _, timings = _run({**data, "seed": same}, tmp_path / "b", build)
+    assert timings["warm_launch"] is True
+    path, timings = _run({**data, "seed": other}, tmp_path / "c", build)
+    assert timings["warm_launch"] is False
+    with h5py.File(path) as f:
+        assert f["weights"].shape[1] == count(other)
