@@ -158,11 +158,12 @@ def _cmd_run(args):
 
     check_fits(experiment, results_dir(experiment, args.out), force=args.force)
 
-    if getattr(experiment, "kind", None) != "dynamics":
+    warm = _launches_warm(experiment)
+    if getattr(experiment, "kind", None) != "dynamics" and not warm:
         from .sim.brian import prepare_run_process
 
         prepare_run_process()   # Brian2 without matplotlib, imports frozen for the gc (sim/brian.py)
-    if not args.quiet:
+    if not args.quiet and not warm:
         from .sim.compile_notice import install
 
         install()
@@ -172,6 +173,17 @@ def _cmd_run(args):
         print(_run_summary(path, time.monotonic() - started), file=sys.stderr)
     print(path)
     return 0
+
+
+def _launches_warm(experiment):
+    """Whether the run will start an already built cpp_standalone program without
+    Brian2 (sim/standalone.py, "Warm launch"): then Brian2 is not imported up front."""
+    if getattr(experiment, "kind", None) == "dynamics":
+        return False
+    from .sim import runner_for
+
+    runner = runner_for(experiment)
+    return bool(getattr(runner, "warm_launch_ready", lambda _: False)(experiment))
 
 
 def _run_summary(path, wall):

@@ -70,12 +70,13 @@ def test_run_imports_no_matplotlib_networkx_or_scipy_optimize(tmp_path, write_co
 @pytest.mark.slow
 def test_run_of_the_shipped_oja_config_imports_no_plotting_graph_or_optimizer(tmp_path):
     # experiments/oja_pca.toml as shipped: device "auto", which picks cpp_standalone
-    # for its 2·10⁵ steps (the first run in a fresh cache compiles the program)
+    # for its 2·10⁵ steps (the first run in a fresh cache compiles the program; a
+    # later one launches it without Brian2)
     from pathlib import Path
 
     config = Path(__file__).parents[1] / "experiments" / "oja_pca.toml"
     modules = loaded_modules("run", config, "--out", tmp_path / "out", "-q", cwd=tmp_path)
-    assert "brian2" in modules and list((tmp_path / "out").glob("*.h5"))
+    assert list((tmp_path / "out").glob("*.h5"))
     assert "plasticity.sim.standalone" in modules
     assert not packages(modules) & {"matplotlib", "networkx", "pylab", "pytest"}
     assert not {"scipy.optimize", "scipy.stats"} & modules

@@ -224,6 +224,49 @@ def input_group(stats, n_pre, *, dt=None, eqs="", threshold=None, generator=None
 
 
 @dataclass
+class RatePlan:
+    """What a rate experiment's network is made of, computed with NumPy alone (no
+    Brian2): the input statistics, the synapses, the initial weights and state, the
+    rule's parameter values (SI). :func:`build_rate_network` makes the Brian2 objects
+    from it; a warm cpp_standalone launch (:mod:`plasticity.sim.standalone`) hands the
+    same values to an already compiled program."""
+
+    stats: InputStats
+    topology: Topology
+    weights: np.ndarray
+    initial_state: dict      # name -> value of the neurons' state variables
+    parameters: dict         # the rule's parameters, name -> number (SI)
+
+    def program_values(self):
+        """The values the Brian2 objects of :func:`build_rate_network` are given, by
+        ``"group.variable"``: what a compiled program must be handed to run this plan.
+        Inputs that need values not listed here (a full covariance's mixing) get no
+        launch record: their runs always take the full path."""
+        values = {"synapses.sources": self.topology.pre, "synapses.targets": self.topology.post,
+                  "synapses.w": self.weights, "inputs.xbar": self.stats.mean}
+        if self.stats.kind == "gaussian" and self.stats.diagonal:
+            values["inputs.sd"] = self.stats.scale
+        elif self.stats.kind == "patterns":
+            # the index of the linked pattern number (input_group: every input reads
+            # the chooser's one k)
+            values["inputs._k_indices"] = np.zeros(len(self.stats.mean), dtype=np.int32)
+        for name, value in {**self.initial_state, **self.parameters}.items():
+            values[f"neurons.{name}"] = value
+        return values
+
+
+def plan_rate_network(experiment, rule, params, rng):
+    """The :class:`RatePlan` of a rate experiment; draws from ``rng`` in the order the
+    network has always drawn (statistics, topology, initial weights)."""
+    stats = make_stats(experiment, rng)
+    topology = make_topology(experiment, rng)
+    initial_state = rule.initial_state(params, experiment.network.n_post)
+    weights = initial_weights(experiment, len(topology.pre), rng)
+    parameters = {key: params[key] for key in rule.parameters}
+    return RatePlan(stats, topology, weights, initial_state, parameters)
+
+
+@dataclass
 class RateNetwork:
     """The Brian2 objects of a rate experiment, and what the recorder needs."""
 
@@ -232,10 +275,12 @@ class RateNetwork:
     neurons: object          # brian2.NeuronGroup holding y and the rule's state
     topology: Topology
     stats: InputStats
+    plan: RatePlan = None
 
 
 def build_rate_network(experiment, rule, params, rng, shared_parameters=False):
-    """Create the Brian2 objects (in the current device) for a rate experiment.
+    """Create the Brian2 objects (in the current device) for a rate experiment, from
+    its :func:`plan_rate_network`.
 
     ``shared_parameters``: the rule's parameters are ``(shared, constant)`` variables of
     the neurons instead of constants in the namespace (cpp_standalone, so that their
@@ -243,8 +288,8 @@ def build_rate_network(experiment, rule, params, rng, shared_parameters=False):
     import brian2 as b2
 
     net_cfg = experiment.network
-    stats = make_stats(experiment, rng)
-    topology = make_topology(experiment, rng)
+    plan = plan_rate_network(experiment, rule, params, rng)
+    stats, topology = plan.stats, plan.topology
     n_pre, n_post = net_cfg.n_pre, net_cfg.n_post
     objects = []
 
@@ -263,14 +308,14 @@ def build_rate_network(experiment, rule, params, rng, shared_parameters=False):
         shared, namespace = namespace, {}
         state_eqs += "\n" + shared_parameter_equations(shared)
     neurons = b2.NeuronGroup(n_post, f"y = {y_expr} : 1\nysum : 1{state_eqs}", name="neurons")
-    for name, value in rule.initial_state(params, n_post).items():
+    for name, value in plan.initial_state.items():
         setattr(neurons, name, value)
     assign_values(neurons, shared)
 
     synapses = b2.Synapses(inputs, neurons, "w : 1\nysum_post = w * x_pre : 1 (summed)",
                            name="synapses", namespace=namespace)
     synapses.connect(i=topology.pre, j=topology.post)
-    synapses.w = initial_weights(experiment, len(topology.pre), rng)
+    synapses.w = plan.weights
     synapses.run_regularly(rule.synapse_update, when="synapses", order=0, name="plasticity")
     if rule.post_update:
         neurons.namespace.update(namespace)
@@ -285,7 +330,7 @@ def build_rate_network(experiment, rule, params, rng, shared_parameters=False):
             standalone_matrix_sum(synapses, inputs, neurons, n_pre, n_post)
 
     network = b2.Network(objects + [inputs, neurons, synapses])
-    return RateNetwork(network, synapses, neurons, topology, stats)
+    return RateNetwork(network, synapses, neurons, topology, stats, plan)
 
 
 # Brian2's runtime device calls Python once per code object per step, and its Cython

@@ -59,6 +59,17 @@ that declares them.
 Build folders: one per model and process slot, reused between runs
 (``~/.cache/plasticity/standalone/<model hash>-<slot>``, or ``$PLASTICITY_CACHE``),
 each held with an ``fcntl`` lock for the whole run, so two processes never share one.
+
+Warm launch (rate networks): a built folder also keeps a launch record
+(:data:`LAUNCH_RECORD`, written after a successful build): which of the program's
+data files and command-line values receive which values of the run's
+:class:`~plasticity.sim.rate.RatePlan`, the layout of a record, the command. A later
+run of the same model then plans with NumPy (the same draws from the same seed), writes
+the data files, and starts the program, without importing Brian2 or generating any
+code; its run file is the one the full path writes. A missing or unreadable record, a
+folder not marked built, a missing program, other versions, or a plan whose arrays
+have other sizes (a random topology) take the full path, which builds and writes the
+record again. Spiking networks always take the full path.
 """
 
 import gc
@@ -76,7 +87,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..rules import get_rule
 from .brian import load_compiler_flag_checks, save_compiler_flag_checks
-from .rate import build_rate_network
+from .rate import build_rate_network, plan_rate_network
 from .session import Progress, check_finite, finish, open_run_file, stop_on_signals
 
 #: C++ of the recorder function; WRITES is filled in per network
@@ -135,7 +146,7 @@ def model_key(experiment, record=True):
     interval, initial values, nor the values of the parameters passed to the program
     when it starts (the rule's numeric parameters, the neuron parameters of a spiking
     model)."""
-    import brian2 as b2
+    from importlib.metadata import PackageNotFoundError, version
 
     from .. import __version__
     from .spiking import FIXED_PARAMS, LIF_PARAMS
@@ -156,7 +167,14 @@ def model_key(experiment, record=True):
         network["params"] = {k: v for k, v in network.get("params", {}).items()
                              if k not in LIF_PARAMS + FIXED_PARAMS}
     data["network"] = network
-    data["_versions"] = [__version__, b2.__version__, sys.version, bool(record)]
+    # the installed Brian2's version without importing it (a warm launch never does)
+    try:
+        brian2_version = version("brian2")
+    except PackageNotFoundError:     # a source checkout on the path, not installed
+        import brian2
+
+        brian2_version = brian2.__version__
+    data["_versions"] = [__version__, brian2_version, sys.version, bool(record)]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -166,6 +184,7 @@ class _BuildDir:
 
     def __init__(self, experiment, build_dir=None, record=True):
         self.lock = None
+        self.key = model_key(experiment, record)
         if build_dir is not None:
             self.path = Path(build_dir).resolve()
             self.path.mkdir(parents=True, exist_ok=True)
@@ -174,7 +193,7 @@ class _BuildDir:
 
         root = _cache_root()
         root.mkdir(parents=True, exist_ok=True)
-        key = model_key(experiment, record)
+        key = self.key
         for slot in range(1000):
             path = root / f"{key}-{slot}"
             handle = open(root / f"{key}-{slot}.lock", "a")
@@ -197,6 +216,9 @@ class _BuildDir:
 #: written into a build folder after its program was built completely; a folder without
 #: it (a build killed half-way leaves object files that look up to date) is cleaned first
 BUILT_MARKER = ".plasticity-built"
+#: the launch record of a built folder (see the module's "Warm launch"): written after
+#: the build, removed when a build starts
+LAUNCH_RECORD = ".plasticity-launch.json"
 
 
 def _build(device, folder):
@@ -207,6 +229,7 @@ def _build(device, folder):
     import brian2 as b2
 
     marker = folder.path / BUILT_MARKER
+    (folder.path / LAUNCH_RECORD).unlink(missing_ok=True)
     complete = marker.exists()
     if complete:
         marker.unlink()
@@ -408,8 +431,6 @@ def run(experiment, options):
     ``options.record = False`` (benchmarks only) runs the program without the recorder
     for the experiment's duration and writes no file; it returns ``None``.
     """
-    import brian2 as b2
-
     rule = get_rule(experiment.rule.name)
     params = experiment.rule.params
     rng = np.random.default_rng(experiment.seed)
@@ -420,6 +441,12 @@ def run(experiment, options):
     if n_steps >= 2**31 - 1:
         raise ConfigError(f"simulation.duration: {n_steps:,} steps of simulation.dt; "
                           f"cpp_standalone counts at most {2**31 - 2:,}")
+    if record and not spiking:
+        launched = _warm_run(experiment, options)
+        if launched is not _NOT_WARM:
+            return launched
+    import brian2 as b2
+
     n_pre, n_post = experiment.network.n_pre, experiment.network.n_post
     folder = _BuildDir(experiment, options.build_dir, record)
     timings = {}
@@ -470,6 +497,10 @@ def run(experiment, options):
         timings["build"] = _time.time() - started
         command = _command(device, folder.path) + run_args
         env = dict(_environment(device), PLASTICITY_SEED=str(experiment.seed))
+        if record and not spiking:
+            _save_launch_record(folder, device, parts.plan, run_args, layout,
+                                _recorder_values(n_steps, every_steps))
+        timings["warm_launch"] = False
 
         if not record:
             started = _time.time()
@@ -487,23 +518,208 @@ def run(experiment, options):
         else:
             runfile = open_run_file(experiment, rule, parts, options, "cpp_standalone")
             handle = _RateRecords(runfile, sim.weight_bound)
-        try:
-            outcome = _stream(command, folder.path, env, layout, handle,
-                              Progress(sim.duration, options.progress, experiment.name),
-                              sim, timings)
-        except BaseException as error:
-            runfile.close("failed", f"{type(error).__name__}: {error}")
-            raise
-        timings["total_run"] = timings.get("run", 0.0)
-        runfile.set_attrs({"wall_time": timings.get("run", 0.0), "build_time": timings["build"]})
-        run.last_timings = timings
-        return finish(runfile, rule, outcome, outcome["time"])
+        return _stream_to_file(experiment, rule, options, runfile, handle, command, folder.path,
+                               env, layout, timings)
     finally:
         folder.release()
         try:
             b2.get_device().reinit()
         finally:
             b2.set_device("runtime")
+
+
+def _stream_to_file(experiment, rule, options, runfile, handle, command, cwd, env, layout,
+                    timings):
+    """Run the program, its records into ``runfile`` through ``handle``; end the file
+    with the run's outcome (:func:`~plasticity.sim.session.finish`)."""
+    sim = experiment.simulation
+    try:
+        outcome = _stream(command, cwd, env, layout, handle,
+                          Progress(sim.duration, options.progress, experiment.name),
+                          sim, timings)
+    except BaseException as error:
+        runfile.close("failed", f"{type(error).__name__}: {error}")
+        raise
+    timings["total_run"] = timings.get("run", 0.0)
+    runfile.set_attrs({"wall_time": timings.get("run", 0.0), "build_time": timings["build"]})
+    run.last_timings = timings
+    return finish(runfile, rule, outcome, outcome["time"])
+
+
+#: :func:`_warm_run`'s answer where the full path must run
+_NOT_WARM = object()
+
+
+def _launch_versions():
+    """What the program and the plan's draws depend on besides the model key."""
+    from .. import __version__
+
+    return {"plasticity": __version__, "python": sys.version, "numpy": np.__version__}
+
+
+def _save_launch_record(folder, device, plan, run_args, layout, recorder_values):
+    """Write the folder's launch record after a build (see the module's "Warm launch"),
+    if every value the program receives is one of the plan's (checked against what
+    Brian2 wrote for this run, value for value); otherwise write none, and later runs of
+    this model take the full path."""
+    import brian2 as b2
+
+    values = {**plan.program_values(), **recorder_values}
+    names = {name: var for var, name in device.arrays.items()}
+    names.update({name: var for var, name in device.dynamic_arrays.items()})
+    arrays = []
+    for func, payload in device.main_queue:
+        if func == "run_network":
+            break
+        if func not in ("set_by_array", "set_by_constant", "set_by_single_value"):
+            continue
+        var = names.get(payload[0])
+        if var is None:
+            return
+        if func != "set_by_array":
+            if not isinstance(var.owner, b2.Clock):   # dt: part of the model key
+                return
+            continue
+        key = f"{var.owner.name}.{var.name}"
+        data = device.static_arrays.get(payload[1])
+        planned = _planned_array(values.get(key), data.dtype, data.size) if data is not None else None
+        if planned is None or not np.array_equal(planned, data.reshape(-1)):
+            return
+        arrays.append([payload[1], key, data.dtype.str, int(data.size)])
+    args = []
+    for arg in run_args:
+        key, text = arg.split("=", 1)
+        planned = _planned_number(values.get(key))
+        if planned is None or float(planned) != float(text):
+            return
+        args.append(key)
+    run_cmd = b2.prefs.devices.cpp_standalone.run_cmd_unix
+    record = {"model_key": folder.key, "versions": _launch_versions(), "arrays": arrays,
+              "args": args,
+              "run_cmd": [run_cmd] if isinstance(run_cmd, str) else list(run_cmd),
+              "env": {**b2.prefs["devices.cpp_standalone.run_environment_variables"],
+                      **device.run_environment_variables},
+              "blocks": [[name, np.dtype(dtype).str, int(count)]
+                         for name, dtype, count in layout.blocks]}
+    try:
+        text = json.dumps(record)
+    except (TypeError, ValueError):
+        return
+    path = folder.path / LAUNCH_RECORD
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)     # never half a record
+    except OSError:
+        temporary.unlink(missing_ok=True)   # no record: later runs take the full path
+
+
+def _recorder_values(n_steps, every_steps):
+    return {"recorder.every_steps": int(every_steps), "recorder.last_step": int(n_steps)}
+
+
+def _planned_array(value, dtype, size):
+    """``value`` as a flat array of ``dtype`` and ``size``, or None (another size, or
+    values the dtype does not hold)."""
+    if value is None:
+        return None
+    data = np.asarray(value).reshape(-1)
+    if data.size != size:
+        return None
+    converted = data.astype(dtype)
+    if not np.array_equal(converted, data):
+        return None
+    return converted
+
+
+def _planned_number(value):
+    """A single planned value as command-line text (as :func:`_number`), or None."""
+    if value is None:
+        return None
+    data = np.asarray(value)
+    if data.size != 1:
+        return None
+    return _number(data.reshape(-1)[0].item() if data.ndim else data.item())
+
+
+def _read_launch_record(path, key):
+    """The launch record of a build folder, or None where a warm launch must not be
+    tried: the folder not marked built, no program, no record or an unreadable one,
+    another model (a build folder given by the caller may have held one), other
+    versions."""
+    path = Path(path)
+    if not (path / BUILT_MARKER).exists():
+        return None
+    try:
+        record = json.loads((path / LAUNCH_RECORD).read_text())
+        program = path / record["run_cmd"][0]
+        if not (program.is_file() and os.access(program, os.X_OK)):
+            return None
+        if record["model_key"] != key or record["versions"] != _launch_versions():
+            return None
+        # well formed (a hand-edited or truncated record raises here)
+        for static, planned, dtype, size in record["arrays"]:
+            np.dtype(dtype), int(size), str(static), str(planned)
+        for name, dtype, count in record["blocks"]:
+            np.dtype(dtype), int(count), str(name)
+        if not (isinstance(record["args"], list) and isinstance(record["env"], dict)):
+            return None
+        return record
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def warm_launch_ready(experiment):
+    """Whether :func:`run` would most likely launch this experiment warm (a rate network
+    whose build folder in the cache, first slot, has a launch record): the command line
+    then does not prepare Brian2's import. A cheap look; :func:`run` decides for itself."""
+    if experiment.network.spec.activity == "spiking":
+        return False
+    key = model_key(experiment, True)
+    return _read_launch_record(_cache_root() / f"{key}-0", key) is not None
+
+
+def _warm_run(experiment, options):
+    """Run a rate experiment by launching the program already built for its model (see
+    the module's "Warm launch"); the run file's path, or :data:`_NOT_WARM` where the
+    folder's program cannot take this run (then nothing was written)."""
+    rule = get_rule(experiment.rule.name)
+    n_steps, every_steps = experiment.steps
+    folder = _BuildDir(experiment, options.build_dir, True)
+    try:
+        record = _read_launch_record(folder.path, folder.key)
+        if record is None:
+            return _NOT_WARM
+        plan = plan_rate_network(experiment, rule, experiment.rule.params,
+                                 np.random.default_rng(experiment.seed))
+        values = {**plan.program_values(), **_recorder_values(n_steps, every_steps)}
+        arrays = []
+        for static, key, dtype, size in record["arrays"]:
+            data = _planned_array(values.get(key), np.dtype(dtype), int(size))
+            if data is None:
+                return _NOT_WARM     # e.g. a random topology with another synapse count
+            arrays.append((static, data))
+        run_args = []
+        for key in record["args"]:
+            text = _planned_number(values.get(key))
+            if text is None:
+                return _NOT_WARM
+            run_args.append(f"{key}={text}")
+        for static, data in arrays:
+            data.tofile(folder.path / "static_arrays" / static)
+        results = os.path.join(str(folder.path), "results", "")
+        os.makedirs(results, exist_ok=True)
+        command = record["run_cmd"] + ["--results_dir", results] + run_args
+        env = dict(os.environ, **record["env"], PLASTICITY_SEED=str(experiment.seed))
+        layout = _Layout([(name, np.dtype(dtype), int(count))
+                          for name, dtype, count in record["blocks"]])
+        timings = {"build": 0.0, "warm_launch": True}
+        runfile = open_run_file(experiment, rule, plan, options, "cpp_standalone")
+        handle = _RateRecords(runfile, experiment.simulation.weight_bound)
+        return _stream_to_file(experiment, rule, options, runfile, handle, command, folder.path,
+                               env, layout, timings)
+    finally:
+        folder.release()
 
 
 class _RateRecords:
