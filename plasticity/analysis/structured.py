@@ -240,15 +240,18 @@ class StructuredMetricFit:
         a = np.einsum("ki,ki->i", G, G)
         b = np.einsum("ki,ki->i", F, G)
         f_sq = float(np.einsum("ki,ki->", F, F))
-        low = np.zeros_like(F)              # rows: (U C Uᵀ g_k)ᵀ on the buffer
+        # Σ_k g_ki (U C Uᵀ g_k)_i, the low-rank part's share in the diagonal fit, as
+        # Σ_a U_ia (Gᵀ H C)_ia: n × r numbers, not another m × n array
+        extra = np.zeros(self.n)
         U = np.zeros((self.n, 0))
         d_before = None
         for _ in range(iterations):
-            d = _diagonal_fit(a, b, np.einsum("ki,ki->i", low, G))
+            d = _diagonal_fit(a, b, extra)
             if d_before is not None and np.max(np.abs(d - d_before)) <= 1e-12 * max(np.max(d), 1e-300):
                 break
             d_before = d
-            R = F + G * d                       # what the diagonal part leaves
+            R = G * d                           # what the diagonal part leaves: f + D g
+            R += F
             vals, vecs = np.linalg.eigh(R @ R.T)
             order = np.argsort(vals)[::-1]
             vals, vecs = vals[order], vecs[:, order]
@@ -256,13 +259,14 @@ class StructuredMetricFit:
                 break
             keep = (vals > 1e-20 * vals[0])[:self.rank_max].nonzero()[0]
             U = (R.T @ vecs[:, keep]) / np.sqrt(vals[keep])      # orthonormal columns
+            RU = R @ U                          # Uᵀ(f_k + D g_k)
             del R
             H = G @ U
             residual_sq = f_sq + 2 * d @ b + (d * d) @ a          # Σ ‖f + D g‖² on the buffer
-            C, _ = fit_constant_metric(H.T @ H, (F @ U + G @ (U * d[:, None])).T @ H, residual_sq)
+            C, _ = fit_constant_metric(H.T @ H, RU.T @ H, residual_sq)
             if C is None:
                 break
-            low = H @ C @ U.T
+            extra = np.einsum("ia,ia->i", U, G.T @ (H @ C))
         self.U = U
         r = self.U.shape[1]
         self.US = np.zeros((r, self.n))
