@@ -109,7 +109,8 @@ def analyze(path, extra=(), source=None):
         env["PYTHONPATH"] = os.pathsep.join([str(source)] + env.get("PYTHONPATH", "").split(os.pathsep)).rstrip(os.pathsep)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        # run from the source folder: a child's sys.path starts with its working folder
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=source)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -146,10 +147,10 @@ def main():
             generate(path, args.neurons, args.per_post, T)
             print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
-        files[T] = path
+        files[T] = path.resolve()
     if args.only_generate:
         return
-    loss = folder / "quadratic_loss.py"
+    loss = (folder / "quadratic_loss.py").resolve()
     loss.write_text(LOSS_MODULE.format(w_star=fixed_point()))
     record = args.neurons * args.per_post * 8
     print(f"\none record: {record / 2**20:.1f} MiB; load {os.getloadavg()[0]:.2f}\n")
@@ -158,7 +159,8 @@ def main():
     for T in sizes:
         runs = {"none": ("none (discovery)", ()), "quadratic": ("quadratic (user)", ("--loss", f"{loss}:quadratic"))}
         for label, extra in [runs[k] for k in args.losses.split(",")]:
-            for version, source in [("", None)] + ([(" [reference]", args.reference)] if args.reference else []):
+            versions = [("", None)] + ([(" [reference]", Path(args.reference).resolve())] if args.reference else [])
+            for version, source in versions:
                 wall, cpu, peak, doc = analyze(files[T], extra, source)
                 verdicts = ", ".join(f"{r['loss']}: {r['verdict']}" for r in doc["results"]) or "-"
                 print(f"| {T} | {label}{version} | {wall:.0f} | {cpu:.0f} | {peak / 2**20:.0f} | "

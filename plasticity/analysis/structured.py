@@ -158,7 +158,8 @@ class StructuredMetricFit:
         self.b = np.zeros(self.n)      # Σ f_i g_i
         self.fsq = np.zeros(self.n)    # Σ f_i²
         self.records = 0
-        self._buffer = []
+        self._buffer = None             # (drift, gradient) of the first records, filled in place
+        self._buffered = 0
         self.U = None                   # low-rank basis (n, r), chosen from the buffer
         self.US = None                  # Uᵀ S (r, n)
         self.Q = None                   # Uᵀ P U (r, r)
@@ -201,8 +202,14 @@ class StructuredMetricFit:
             return
         if self.U is None:
             # exactly the first buffer_records records choose U, whatever the chunks
-            take = self.buffer_records - sum(f.shape[0] for f, _ in self._buffer)
-            self._buffer.append((F[:take].copy(), G[:take].copy()))
+            if self._buffer is None:
+                self._buffer = (np.empty((self.buffer_records, self.n)),
+                                np.empty((self.buffer_records, self.n)))
+            take = self.buffer_records - self._buffered
+            rows = min(take, F.shape[0])
+            self._buffer[0][self._buffered:self._buffered + rows] = F[:rows]
+            self._buffer[1][self._buffered:self._buffered + rows] = G[:rows]
+            self._buffered += rows
             if take > F.shape[0]:
                 return
             self._choose_basis()
@@ -234,9 +241,8 @@ class StructuredMetricFit:
         alternation (a diagonal fit alone would leave its own error in the residual).
         The directions come from the small Gram matrix ``R Rᵀ`` of the m buffered
         residuals (m × m), not from an SVD of the n × m matrix."""
-        F = np.concatenate([f for f, _ in self._buffer])
-        G = np.concatenate([g for _, g in self._buffer])
-        self._buffer = []
+        F, G = (x[:self._buffered] for x in self._buffer)
+        self._buffer, self._buffered = None, 0
         a = np.einsum("ki,ki->i", G, G)
         b = np.einsum("ki,ki->i", F, G)
         f_sq = float(np.einsum("ki,ki->", F, F))
@@ -345,7 +351,7 @@ class StructuredMetricFit:
     def fit_low_rank_diagonal(self, tol=CONSTANT_TOL):
         """``(d, U, C, rank, relative_residual)`` of ``M = diag(d) + U C Uᵀ``: the
         smallest rank whose residual is at most ``tol``, else the largest."""
-        if self.U is None and self._buffer:
+        if self.U is None and self._buffered:
             self._choose_basis()
         if self.U is None or self.U.shape[1] == 0:
             m, residual = self.fit_diagonal()
