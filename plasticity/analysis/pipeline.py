@@ -55,7 +55,7 @@ from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_loss
 from .recurrence import find_recurrence
 from ..io.reader import open_run, write_analysis
 from .sample_path import stored_arrays
-from .streams import window_ends, window_rates
+from .streams import prefetched as _prefetched, window_ends, window_rates
 
 __all__ = ["certify_run", "analyze_file", "format_table", "drift_kind_for", "run_recurrence",
            "dynamics_system"]
@@ -122,24 +122,6 @@ def _losses_for(run, loss_specs, system=None):
         # no loss known: losses are discovered (analyze_file) and the recurrence test runs
         return [], False
     return rule_losses(run.rule_name, run.stats, layout, run.params), True
-
-
-def _prefetched(bounds, load, prefetch):
-    """Yield ``(bounds, load(bounds))``, reading the next chunk in a thread while the
-    current one is processed (HDF5 decompression overlaps the BLAS work)."""
-    if not prefetch or len(bounds) < 2:
-        for b in bounds:
-            yield b, load(b)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(load, bounds[0])
-        for i, b in enumerate(bounds):
-            data = future.result()
-            if i + 1 < len(bounds):
-                future = pool.submit(load, bounds[i + 1])
-            yield b, data
 
 
 def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=True, passes=()):

@@ -14,7 +14,25 @@ import numpy as np
 
 from ..rules import SpikeRates
 
-__all__ = ["window_chunks", "window_ends", "WindowSums", "window_rates"]
+__all__ = ["prefetched", "window_chunks", "window_ends", "WindowSums", "window_rates"]
+
+
+def prefetched(bounds, load, prefetch):
+    """Yield ``(bounds, load(bounds))``, reading the next chunk in a thread while the
+    current one is processed (HDF5 decompression overlaps the BLAS work)."""
+    if not prefetch or len(bounds) < 2:
+        for b in bounds:
+            yield b, load(b)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(load, bounds[0])
+        for i, b in enumerate(bounds):
+            data = future.result()
+            if i + 1 < len(bounds):
+                future = pool.submit(load, bounds[i + 1])
+            yield b, data
 
 
 def window_chunks(run, h, chunk=None):
@@ -30,13 +48,11 @@ def window_ends(run, h, chunk=None, prefetch=True):
     """Yield ``((a, b), (w_a…w_{b−1}, w_{a+h}…w_{b+h−1}))``: the start and end records of
     the windows starting in each chunk, read as two streams (the next chunk of both is
     read in a thread while the current one is processed)."""
-    from .pipeline import _prefetched
-
     def load(bounds):
         a, b = bounds
         return run.weights(a, b), run.weights(a + h, b + h)
 
-    yield from _prefetched(list(window_chunks(run, h, chunk)), load, prefetch)
+    yield from prefetched(list(window_chunks(run, h, chunk)), load, prefetch)
 
 
 class WindowSums:

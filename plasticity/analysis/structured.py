@@ -14,6 +14,12 @@ statistics are small:
   ``Σ_j b_j²`` numbers for blocks of sizes ``b_j``: O(n · block) — done only when every
   block has at most ``BLOCK_MAX`` synapses and ``Σ_j b_j²`` is at most ``BLOCK_BUDGET``
   (so 10⁶ synapses in blocks of 100 are not fitted: 10⁸ numbers per statistic).
+  Fitting them anyway, in float32 or one group of blocks per pass over the file, was
+  judged not worth it: 0.75 GB of statistics (about 100 records of 10⁶ weights) or
+  some 15 passes, and with about as many records as synapses per block (a 10 s run
+  logged every 100 ms: 100 records, blocks of ~125) the family has nearly as many
+  parameters as the data has numbers, so a small residual would show overfitting,
+  not a constant metric.
 - ``low_rank_diagonal``: ``M = D + U C Uᵀ`` with ``D`` diagonal, ``U`` an orthonormal
   ``n × r`` basis and ``C`` an ``r × r`` SPD matrix, the rank ``r`` chosen by the
   residual (the smallest that fits, at most ``RANK_MAX``). ``U`` is learnt from the
