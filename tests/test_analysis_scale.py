@@ -277,5 +277,4 @@ def test_analyze_memory_is_flat_in_the_records_when_the_window_grows(tmp_path, m
         tracemalloc.stop()
         assert doc["records"] == T and doc["results"]
     assert windows[400] >= 4 * windows[100] >= 32, windows
-    print("PEAKS", peaks, windows)
     assert peaks[400] < 1.3 * peaks[100], (peaks, windows)
