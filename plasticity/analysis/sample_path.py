@@ -74,6 +74,11 @@ class SamplePath:
     losses : list of Loss
     window : int
         Records per window (h ≥ 2).
+    end : callable, optional
+        ``end(k) -> (t_k, w_k)``, a reader of single records: windows are then streamed
+        (each window's end read ahead, O(n) memory whatever h).
+    n_records : int, optional
+        Records of the trajectory (with ``end``: the windows that fit).
     """
 
     def __init__(self, losses, window, end=None, n_records=None):
