@@ -13,7 +13,7 @@ reports the wall time and the child's peak resident memory (``wait4``) against o
 record's bytes (n · 8).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_analyze_large.py [--per-post 100]
-        [--records 101] [--long 1001] [--keep DIR]
+        [--records 101] [--long 1001] [--keep DIR] [--reference OLD_SOURCE]
 """
 
 import argparse
@@ -97,15 +97,20 @@ def quadratic(w):
 """
 
 
-def analyze(path, extra=()):
+def analyze(path, extra=(), source=None):
     """``plasticity analyze path --json`` in a child: (wall s, CPU s, peak RSS bytes,
     document). CPU time and peak are the child's own (``wait4``): on a loaded machine
-    the CPU time is the comparable number."""
+    the CPU time is the comparable number. ``source``: the folder of another version
+    of the package to run instead (put first on ``PYTHONPATH``)."""
     command = [sys.executable, "-c", "from plasticity.cli import main; main()", "analyze",
                str(path), "--json", *extra]
+    env = dict(os.environ)
+    if source:
+        env["PYTHONPATH"] = os.pathsep.join([str(source)] + env.get("PYTHONPATH", "").split(os.pathsep)).rstrip(os.pathsep)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err)
+        # run from the source folder: a child's sys.path starts with its working folder
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=source)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -127,6 +132,9 @@ def main():
     parser.add_argument("--only-generate", action="store_true")
     parser.add_argument("--documents", action="store_true", help="keep each JSON document in the folder")
     parser.add_argument("--losses", default="none,quadratic", help="which analyses: none, quadratic")
+    parser.add_argument("--reference", help="folder of another version of the package (e.g. a "
+                        "`git archive` of an earlier commit): each analysis also runs with it, "
+                        "interleaved, and the rows say which")
     args = parser.parse_args()
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_analyze_large_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,10 +147,10 @@ def main():
             generate(path, args.neurons, args.per_post, T)
             print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
-        files[T] = path
+        files[T] = path.resolve()
     if args.only_generate:
         return
-    loss = folder / "quadratic_loss.py"
+    loss = (folder / "quadratic_loss.py").resolve()
     loss.write_text(LOSS_MODULE.format(w_star=fixed_point()))
     record = args.neurons * args.per_post * 8
     print(f"\none record: {record / 2**20:.1f} MiB; load {os.getloadavg()[0]:.2f}\n")
@@ -151,12 +159,15 @@ def main():
     for T in sizes:
         runs = {"none": ("none (discovery)", ()), "quadratic": ("quadratic (user)", ("--loss", f"{loss}:quadratic"))}
         for label, extra in [runs[k] for k in args.losses.split(",")]:
-            wall, cpu, peak, doc = analyze(files[T], extra)
-            verdicts = ", ".join(f"{r['loss']}: {r['verdict']}" for r in doc["results"]) or "-"
-            print(f"| {T} | {label} | {wall:.0f} | {cpu:.0f} | {peak / 2**20:.0f} | {peak / record:.0f} | "
-                  f"{verdicts} |  (load {os.getloadavg()[0]:.1f})", flush=True)
-            if args.documents:
-                (folder / f"analyze_{T}_{'loss' if extra else 'none'}.json").write_text(json.dumps(doc, indent=1))
+            versions = [("", None)] + ([(" [reference]", Path(args.reference).resolve())] if args.reference else [])
+            for version, source in versions:
+                wall, cpu, peak, doc = analyze(files[T], extra, source)
+                verdicts = ", ".join(f"{r['loss']}: {r['verdict']}" for r in doc["results"]) or "-"
+                print(f"| {T} | {label}{version} | {wall:.0f} | {cpu:.0f} | {peak / 2**20:.0f} | "
+                      f"{peak / record:.0f} | {verdicts} |  (load {os.getloadavg()[0]:.1f})", flush=True)
+                if args.documents:
+                    name = f"analyze_{T}_{'loss' if extra else 'none'}{'_reference' if source else ''}.json"
+                    (folder / name).write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

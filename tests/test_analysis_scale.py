@@ -167,3 +167,114 @@ def test_analyze_memory_does_not_grow_with_the_records(tmp_path):
         tracemalloc.stop()
         assert doc["records"] == T and doc["results"]
     assert peaks[200] < 1.5 * peaks[50], peaks
+
+
+def _noisy_stdp_file(path, records, neurons=60, per_post=5, noise=2e-4, seed=0):
+    """:func:`_sparse_stdp_file` with spike noise that dominates the drift over single
+    records, so that the data choose a window of many records (h grows with T)."""
+    rng = np.random.default_rng(seed)
+    post = np.repeat(np.arange(neurons), per_post)
+    pre = rng.integers(0, neurons, post.size)
+    params = RULES["stdp"].resolve({"bounds": "soft", "w_max": 0.04, "A_plus": 0.01, "A_minus": 0.0105})
+    config = (f'name = "noisy"\nseed = 1\n\n[network]\nmodel = "ei_network"\nn_pre = {neurons}\n'
+              f'n_post = {neurons}\n\n[rule]\nname = "stdp"\nbounds = "soft"\nw_max = 0.04\n'
+              'A_plus = 0.01\nA_minus = 0.0105\n')
+    run = RunFile(path, post.size, extra_sizes={"rates/pre": neurons, "rates/post": neurons})
+    run.write_metadata(config_toml=config, rule="stdp", model="ei_network", seed=1, pre=pre, post=post)
+    w = rng.uniform(0, 0.04, post.size)
+    nan = np.full(neurons, np.nan)
+    run.append(0.0, w, extra={"rates/pre": nan, "rates/post": nan})
+    base = rng.uniform(2, 20, neurons)
+    layout = Layout(pre, post, neurons, neurons)
+    for k in range(1, records):
+        r = rng.poisson(base * 0.1) / 0.1
+        f = expected_drift(RULES["stdp"], params, SpikeRates(r[None], r[None]), layout, w[None])[0]
+        w = np.clip(w + 0.1 * f + noise * rng.standard_normal(w.size), 0, 0.04)
+        run.append(0.1 * k, w, extra={"rates/pre": r, "rates/post": r})
+    run.close("complete")
+    return path
+
+
+def test_window_passes_in_two_streams_are_the_in_memory_computation(tmp_path):
+    """Chunks of 2 records (each window's ends read as two streams, window sums from
+    running prefix sums) against the whole trajectory in memory."""
+    from plasticity.analysis.certificate import certify
+    from plasticity.analysis.discovery import discover_losses
+    from plasticity.analysis.drift import window_for
+    from plasticity.analysis.losses import Loss, mean_value_gradient
+    from plasticity.analysis.pipeline import _block_means, certify_run
+    from plasticity.analysis.sample_path import SamplePath, sample_path
+    from plasticity.analysis.streams import window_rates
+    from plasticity.io import open_run
+
+    path = _noisy_stdp_file(tmp_path / "noisy.h5", 240)
+    with open_run(path) as run:
+        T = run.n_records
+        h = window_for(run, None)
+        assert h >= 8                     # a window of many records: what is being tested
+        sums = window_rates(run, h, chunk=3)
+        streamed = [sums.rates(a, min(a + 2, T - h)) for a in range(0, T - h, 2)]
+        whole = run.rates_for(0, T - h, h)
+        assert np.allclose(np.concatenate([r.post for r in streamed]), whole.post, rtol=1e-12)
+        assert np.allclose(np.concatenate([r.pre for r in streamed]), whole.pre, rtol=1e-12)
+
+        results, _ = discover_losses(run, chunk=2)
+        reference, _ = discover_losses(run, chunk=T)
+        assert [d.family for d in results] == [d.family for d in reference]
+        for d, e in zip(results, reference):
+            assert d.found == e.found
+            assert np.allclose(d.coefficients, e.coefficients, rtol=1e-7, atol=1e-12), d.family
+            assert np.allclose(d.margins, e.margins, rtol=1e-7, atol=1e-12, equal_nan=True), d.family
+        rates = next(d.loss for d in results if d.family == "rates")
+        separable = next(d.loss for d in results if d.family == "separable")
+
+        W = run.weights(0, T)
+        quadratic = Loss("q", lambda w: (0.5 * np.sum((w - 0.02) ** 2, axis=1), w - 0.02), "quadratic")
+        certs = certify_run(run, [quadratic, separable, rates], "window", h, chunk=2)
+        f = (W[h:] - W[:-h]) / (run.time[h:] - run.time[:-h])[:, None]
+        for cert, loss in zip(certs, [quadratic, separable, rates.at(whole)]):
+            gbar, v0, _ = mean_value_gradient(loss, W[:-h], W[h:])
+            expected = certify(f, gbar, v0, run.time[:T - h])
+            assert np.allclose(cert.psi, expected.psi, rtol=1e-9, atol=1e-12, equal_nan=True)
+            assert np.allclose(cert.loss, expected.loss, rtol=1e-9, equal_nan=True)
+            assert cert.verdict == expected.verdict
+
+        # the sample path: each window's end read ahead, against the windows in memory
+        window = 2 * h
+        streamed = SamplePath([quadratic], window, end=lambda k: (run.time[k], W[k]), n_records=T)
+        for a in range(0, T, 3):
+            streamed.add(run.time[a:a + 3], W[a:a + 3])
+        got, = streamed.finish()
+        want, = sample_path(run.time, W, [quadratic], window)
+        for key in ("t0", "t1", "change", "se", "loss0", "loss1", "call"):
+            assert np.allclose(got[key], want[key], rtol=1e-9, atol=1e-15), key
+
+        # block means that straddle chunks, carried as running sums
+        means = np.concatenate(list(_block_means(run, 7)))
+        nb = T // 7
+        assert np.allclose(means, W[:nb * 7].reshape(nb, 7, -1).mean(axis=1), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_analyze_memory_is_flat_in_the_records_when_the_window_grows(tmp_path, monkeypatch):
+    """A noisy path: the data choose a window of h = T/10 records, 8 at T = 100 and 32
+    at T = 400. The window passes read the two ends of each window as two streams of
+    chunks, so the peak stays about the same (reading ``chunk + h`` consecutive records
+    made it grow with h: O(n · h))."""
+    from plasticity.analysis.drift import window_for
+    from plasticity.io import open_run
+    from plasticity.io.reader import Run
+
+    monkeypatch.setattr(Run, "chunk_size", lambda self, width=None, target_bytes=None: 2)
+    peaks, windows = {}, {}
+    for T in (100, 400):
+        path = _noisy_stdp_file(tmp_path / f"noisy{T}.h5", T, neurons=2000, per_post=10, noise=1e-3)
+        with open_run(path) as run:
+            windows[T] = window_for(run, None)
+        tracemalloc.start()
+        doc = analyze_file(path, store=False)
+        peaks[T] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert doc["records"] == T and doc["results"]
+    assert windows[400] >= 4 * windows[100] >= 32, windows
+    assert peaks[400] < 1.3 * peaks[100], (peaks, windows)

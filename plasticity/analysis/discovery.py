@@ -569,6 +569,24 @@ def _has_rates(run):
     return True
 
 
+def _median(parts):
+    """The median of the non-NaN values of the arrays ``parts`` (1.0 if none), from their
+    distinct values and counts: memory of the distinct values (few for spike rates,
+    counts over a record interval), not of all values."""
+    values, counts = np.zeros(0), np.zeros(0)
+    for x in parts:
+        u, c = np.unique(x[~np.isnan(x)], return_counts=True)
+        values, where = np.unique(np.concatenate([values, u]), return_inverse=True)
+        counts = np.bincount(where, weights=np.concatenate([counts, c]), minlength=values.size)
+    total = int(round(counts.sum()))
+    if total == 0 or not np.isfinite(values).any():
+        return 1.0
+    cum = np.cumsum(counts)
+    lower = values[np.searchsorted(cum, (total - 1) // 2, side="right")]
+    upper = values[np.searchsorted(cum, total // 2, side="right")]
+    return float(0.5 * (lower + upper)) if lower != upper else float(lower)
+
+
 def _window_sums(steps, h):
     """Sums of ``h`` consecutive rows of ``steps`` (B + h − 1, K), and the largest over
     j of ``|sum| / SE``, SE its standard error estimated from the spread of the ``h``
@@ -604,11 +622,52 @@ def _split(rows, n_records, h):
     return np.where(k + h <= half, 1, np.where(k >= half, 0, -1)).astype(np.int8)
 
 
+def _step_features(run, families, rated, chunk=None):
+    """One pass over consecutive records: per family, the K directional changes
+    ``∇ψ_j(w_m)·(w_{m+1} − w_m)`` of every single step m (T − 1 rows, K numbers each:
+    O(T·K) memory), for the Itô sums of a noisy path and for the rates family (whose
+    steps use the rates of interval m + 1); the rates family's steps with no rate are 0,
+    and flagged."""
+    steps = {fam.name: [] for fam in families}
+    bad = {fam.name: [] for fam in rated}
+    previous = None
+    for start, stop in run.chunks(chunk):
+        w = run.weights(start, stop)
+        if previous is not None:
+            w = np.concatenate([previous, w])
+            start -= 1
+        previous = w[-1:].copy()
+        if len(w) < 2:
+            continue
+        d = np.diff(w, axis=0)                          # steps start … stop − 2
+        for fam in families:
+            if fam in rated:
+                D = fam.gradients(run.rates_for(start + 1, stop))
+                part = np.einsum("bki,bi->bk", D, d)
+                del D
+                flag = ~np.all(np.isfinite(part), axis=1)
+                part[flag] = 0.0
+                bad[fam.name].append(flag)
+            else:
+                part = fam.directional(w[:-1], d)
+            steps[fam.name].append(part)
+    cat = np.concatenate
+    return ({k: cat(v) for k, v in steps.items()}, {k: cat(v) for k, v in bad.items()})
+
+
 def _features(run, families, kind, h, split, z, chunk=None):
     """Stream the records. Per family: the T' × K matrix ``c``, the gradient norms, the
     significance of each record (:func:`_window_z`) and the weighted Gram sums
     ``Σ_k (∇ψ_j·∇ψ_l)/‖f_k‖²`` over the significant records of the fitting half (one
-    per octave of ‖f_k‖, see below); per record ``‖f_k‖``."""
+    per octave of ‖f_k‖, see below); per record ``‖f_k‖``.
+
+    With the window drift, the two ends of the windows are read as two streams of
+    chunks (:func:`~plasticity.analysis.streams.window_ends`) and the sums over the h
+    steps of a window come from single-step quantities (:func:`_step_features`) or
+    running prefix sums (the rates family's mean gradients): memory of a chunk,
+    whatever h."""
+    from .streams import WindowSums, window_ends
+
     cols = {fam.name: [] for fam in families}
     norms = {fam.name: [] for fam in families}
     zscore = {fam.name: [] for fam in families}
@@ -617,21 +676,37 @@ def _features(run, families, kind, h, split, z, chunk=None):
     # the least-squares right-hand side Σ_k f_k·∇ψ_j(w_k)/‖f_k‖², binned like the Gram
     # matrices (with the same gradients; the Itô sums of ``c`` are for the margins)
     rated = [fam for fam in families if isinstance(fam, RatesFamily)]
-    for start, stop in run.chunks(chunk, overlap=h):
+    window_sums, window_z, mean_gradients = {}, {}, {}
+    if kind != "given":
+        stepped = families if h > 1 else rated
+        if stepped:
+            steps, bad = _step_features(run, stepped, rated, chunk)
+            for fam in stepped:
+                # a noisy path: the Itô sum Σ_m ∇ψ(w_m)·(w_{m+1} − w_m) over the window,
+                # whose noise has mean zero (the exact change of ψ would add the noise's
+                # own ½ Σ Δwᵀ∇²ψ Δw); the rates family (linear in w at given rates):
+                # the sum over single steps is exact
+                sums, window_z[fam.name] = _window_sums(steps[fam.name], h)
+                if fam.name in bad:
+                    spoiled = _window_sums(bad[fam.name][:, None].astype(float), h)[0][:, 0] > 0
+                    sums[spoiled] = np.nan
+                window_sums[fam.name] = sums
+            del steps
+        for fam in rated:
+            # the basis gradients averaged over the steps of each window (undefined
+            # intervals count as 0: their windows are left out anyway)
+            def rows(a, b, fam=fam):
+                return np.nan_to_num(fam.gradients(run.rates_for(a + 1, b + 1)))
+            mean_gradients[fam.name] = WindowSums(rows, h, chunk or run.chunk_size())
+        parts = window_ends(run, h, chunk)
+    else:
+        parts = ((bounds, None) for bounds in run.chunks(chunk))
+    for (start, stop), ends in parts:
         fit = split[start:stop] == 1
         bound = {}
-        if kind != "given":
-            w = run.weights(start, stop + h)          # records start … stop+h−1
-        if rated:
-            # rates of each record (given drift), of each window, of each single step
-            if kind == "window":
-                step_rates = run.rates_for(start, stop + h - 1, 1)
-                for fam in rated:
-                    bound[fam.name] = fam.bind_steps(step_rates, np.diff(w, axis=0), h)
-            else:
-                for fam in rated:
-                    bound[fam.name] = fam.bind(run.rates_for(start, stop))
         if kind == "given":
+            for fam in rated:
+                bound[fam.name] = fam.bind(run.rates_for(start, stop))
             w = run.weights(start, stop)
             f = run.read_drift(start, stop)
             fn = np.linalg.norm(f, axis=1)
@@ -639,36 +714,27 @@ def _features(run, families, kind, h, split, z, chunk=None):
             dirs = {fam.name: bound.get(fam.name, fam).directional(w, f) for fam in families}
             zs = {fam.name: np.full(stop - start, np.inf) for fam in families}
         else:
+            w0, w1 = ends
+            for fam in rated:
+                D = mean_gradients[fam.name].sums(start, stop)
+                D /= h
+                bound[fam.name] = _BoundRates(fam, D)
             dt = (run.time[start + h:stop + h] - run.time[start:stop])[:, None]
-            f = (w[h:] - w[:-h]) / dt
+            f = (w1 - w0) / dt
             fn = np.linalg.norm(f, axis=1)
             # the least-squares fit and the row scales evaluate the basis gradients at
             # the midpoint of each window when the path is smooth (the mean-value
             # gradient of a quadratic), at its start when it is noisy: the increments
             # after w_k are independent of w_k, so f_k·∇ψ(w_k) carries no Itô term
-            at = 0.5 * (w[:-h] + w[h:]) if h <= 1 else w[:-h]
+            at = 0.5 * (w0 + w1) if h <= 1 else w0
             dirs, zs = {}, {}
             for fam in families:
-                if fam.name in bound:
-                    # linear in w at given rates: the sum over single steps is exact
-                    steps = bound[fam.name].steps
-                    bad = ~np.all(np.isfinite(steps), axis=1)    # e.g. no rate before record 0
-                    steps[bad] = 0.0
-                    sums, zs[fam.name] = _window_sums(steps, h)
-                    spoiled = _window_sums(bad[:, None].astype(float), h)[0][:, 0] > 0
-                    sums[spoiled] = np.nan
-                    dirs[fam.name] = sums / dt
-                    continue
-                if h <= 1:
-                    v = fam.values(w)
-                    dirs[fam.name] = (v[h:] - v[:-h]) / dt   # exact: mean-value gradient
+                if fam.name in window_sums:
+                    dirs[fam.name] = window_sums[fam.name][start:stop] / dt
+                    zs[fam.name] = window_z[fam.name][start:stop]
+                else:
+                    dirs[fam.name] = (fam.values(w1) - fam.values(w0)) / dt   # exact: mean-value gradient
                     zs[fam.name] = np.full(stop - start, np.inf)
-                    continue
-                # noisy path: the Itô sum Σ_m ∇ψ(w_m)·(w_{m+1} − w_m) over the window,
-                # whose noise has mean zero (the exact change of ψ would add the noise's
-                # own ½ Σ Δwᵀ∇²ψ Δw)
-                sums, zs[fam.name] = _window_sums(fam.directional(w[:-1], np.diff(w, axis=0)), h)
-                dirs[fam.name] = sums / dt
         for fam in families:
             use = fit & np.isfinite(fn) & (fn > 0) & (zs[fam.name] >= z)
             cols[fam.name].append(dirs[fam.name])
@@ -758,9 +824,7 @@ def discover_losses(run, drift="auto", window=None, families=None, rule_losses=N
             groups = np.asarray(run.post, int)
         fams.append(QuadraticFamily(scan["w_ref"], U, groups))
     if "rates" in wanted and _has_rates(run):
-        post_rates = np.concatenate([np.asarray(run.rates_for(a, b).post, float).ravel()
-                                     for a, b in run.chunks()])
-        scale = np.nanmedian(post_rates) if np.isfinite(post_rates).any() else 1.0
+        scale = _median((np.asarray(run.rates_for(a, b).post, float).ravel() for a, b in run.chunks()))
         fams.append(RatesFamily(run.pre, run.post, scale))
     if "rule" in wanted and rule_losses:
         fams.append(LossListFamily(rule_losses))

@@ -94,7 +94,10 @@ class SamplePathPass:
         usable = [loss for loss in self.losses if not isinstance(loss, RateLoss)]
         if self.h is not None and usable:
             self._usable = [i for i, loss in enumerate(self.losses) if not isinstance(loss, RateLoss)]
-            self.path = SamplePath([self.losses[i] for i in self._usable], self.h)
+            run = self.run
+            self.path = SamplePath([self.losses[i] for i in self._usable], self.h,
+                                   end=lambda k: (run.time[k], run.weights(k, k + 1)[0]),
+                                   n_records=run.n_records)
 
     def feed(self, time, weights, drift, losses):
         if self.path is not None:

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .certificate import Certifier
-from .drift import (choose_window, dynamics_system, expected_drift, slaved_state, window_drift,
+from .drift import (choose_window, dynamics_system, expected_drift, slaved_state,
                     window_for as _window_for)
 from .meanfield import run_weight_time_scale
 from .fitting import fit_loss_combination
@@ -55,6 +55,7 @@ from .losses import Loss, RateLoss, mean_value_gradient, resolve_loss, rule_loss
 from .recurrence import find_recurrence
 from ..io.reader import open_run, write_analysis
 from .sample_path import stored_arrays
+from .streams import prefetched as _prefetched, window_ends, window_rates
 
 __all__ = ["certify_run", "analyze_file", "format_table", "drift_kind_for", "run_recurrence",
            "dynamics_system"]
@@ -123,24 +124,6 @@ def _losses_for(run, loss_specs, system=None):
     return rule_losses(run.rule_name, run.stats, layout, run.params), True
 
 
-def _prefetched(bounds, load, prefetch):
-    """Yield ``(bounds, load(bounds))``, reading the next chunk in a thread while the
-    current one is processed (HDF5 decompression overlaps the BLAS work)."""
-    if not prefetch or len(bounds) < 2:
-        for b in bounds:
-            yield b, load(b)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(load, bounds[0])
-        for i, b in enumerate(bounds):
-            data = future.result()
-            if i + 1 < len(bounds):
-                future = pool.submit(load, bounds[i + 1])
-            yield b, data
-
-
 def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=True, passes=()):
     """Certificates of an opened run against each loss.
 
@@ -182,37 +165,51 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
     if rate_bound and run.source != "run":
         raise BadInput(f"{run.path}: rate losses need a spiking run's /rates")
 
+    # the window drift's rates, the means over each window's record intervals, are
+    # summed on two streams (memory of a chunk, whatever h)
+    window_means = window_rates(run, h, chunk or run.chunk_size()) if rate_bound and kind == "window" else None
+
     def bind(start, stop):
         if not rate_bound:
             return losses
-        rates = run.rates_for(start, stop, h if kind == "window" else 0)
+        rates = window_means.rates(start, stop) if window_means else run.rates_for(start, stop)
         return [loss.at(rates) if isinstance(loss, RateLoss) else loss for loss in losses]
 
     def load(bounds):
         start, stop = bounds
         if kind == "expected":
             return run.read(start, stop, with_state=kept), None
-        if kind == "given":
-            return run.weights(start, stop), run.read_drift(start, stop)
-        return run.weights(start, stop + h), None
+        return run.weights(start, stop), run.read_drift(start, stop)
 
     for p in passes:
         p.start(kind, h)
-    last = run.n_records - h
-    for (start, stop), (w, given) in _prefetched(list(run.chunks(chunk, overlap=h)), load, prefetch):
+    if kind == "window":
+        # the two ends of each window, w_k and w_{k+h}, as two streams of chunks
+        chunk_losses = losses
+        for (start, stop), (w0, w1) in window_ends(run, h, chunk, prefetch):
+            t = run.time[start:stop]
+            if hasattr(run.stats, "clear"):
+                run.stats.clear()
+            chunk_losses = bind(start, stop)
+            f = (w1 - w0) / (run.time[start + h:stop + h] - t)[:, None]
+            for loss, cert in zip(chunk_losses, certifiers):
+                gbar, v0, _ = mean_value_gradient(loss, w0, w1)
+                cert.add(f, gbar, v0, t)
+            for p in passes:
+                p.feed(t, w0, None, chunk_losses)
+        # the passes see every record once: the last h ones end windows only
+        size = chunk or run.chunk_size()
+        for start in range(run.n_records - h, run.n_records, size) if passes else ():
+            stop = min(start + size, run.n_records)
+            w = run.weights(start, stop)
+            for p in passes:
+                p.feed(run.time[start:stop], w, None, chunk_losses)
+    for (start, stop), (w, given) in ([] if kind == "window" else
+                                      _prefetched(list(run.chunks(chunk)), load, prefetch)):
         t = run.time[start:stop]
         if hasattr(run.stats, "clear"):
             run.stats.clear()
         chunk_losses = bind(start, stop)
-        if kind == "window":
-            f, w0, w1 = window_drift(run.time[start:stop + h], w, h)
-            for loss, cert in zip(chunk_losses, certifiers):
-                gbar, v0, _ = mean_value_gradient(loss, w0, w1)
-                cert.add(f, gbar, v0, t)
-            rows = w.shape[0] if stop == last else stop - start     # the tail once, at the end
-            for p in passes:
-                p.feed(run.time[start:start + rows], w[:rows], None, chunk_losses)
-            continue
         if kind == "expected":
             stats = run.stats_for(start, stop)
             f = expected_drift(run.rule, run.params, stats, layout, w, include_state=False)[:, :S]
@@ -255,16 +252,28 @@ def certify_run(run, losses, drift="auto", window=None, chunk=None, prefetch=Tru
 
 
 def _block_means(run, h):
-    """Means of consecutive blocks of ``h`` records of the plastic state, chunk by chunk."""
-    rest = None
+    """Means of consecutive blocks of ``h`` records of the plastic state, chunk by chunk
+    (a block that straddles chunks is carried as its running sum: memory of a chunk,
+    whatever h)."""
+    total, count = None, 0
     for start, stop in run.chunks():
         w = run.read(start, stop)
-        if rest is not None:
-            w = np.concatenate([rest, w])
+        means = []
+        if count:
+            take = w[:h - count]
+            total += take.sum(axis=0)
+            count += len(take)
+            w = w[len(take):]
+            if count == h:
+                means.append(total / h)
+                total, count = None, 0
         m = (len(w) // h) * h
         if m:
-            yield w[:m].reshape(-1, h, w.shape[1]).mean(axis=1)
-        rest = w[m:]
+            means.extend(w[:m].reshape(-1, h, w.shape[1]).mean(axis=1))
+        if len(w) > m:
+            total, count = w[m:].sum(axis=0), len(w) - m
+        if means:
+            yield np.array(means)
 
 
 def run_recurrence(run, smooth=None, level=None, **options):

@@ -20,7 +20,8 @@ The records are cut into K consecutive, non-overlapping windows of h records
   when none ascends is at most ALPHA).
 
 The windows are streamed: :class:`SamplePath` takes consecutive records chunk by
-chunk and keeps at most h records between chunks.
+chunk; given a reader of single records, it reads each window's end ahead and keeps
+O(n) numbers whatever h (else it keeps at most h records between chunks).
 """
 
 import numpy as np
@@ -73,11 +74,24 @@ class SamplePath:
     losses : list of Loss
     window : int
         Records per window (h ≥ 2).
+    end : callable, optional
+        ``end(k) -> (t_k, w_k)``, a reader of single records: windows are then streamed
+        (each window's end read ahead, O(n) memory whatever h).
+    n_records : int, optional
+        Records of the trajectory (with ``end``: the windows that fit).
     """
 
-    def __init__(self, losses, window):
+    def __init__(self, losses, window, end=None, n_records=None):
         self.losses = list(losses)
         self.h = int(window)
+        # streamed windows (``end`` given): ``end(k)`` reads record k, ``(t_k, w_k)``, so a
+        # window's mean-value gradient is known from its first record on and its h
+        # increments are projected as they pass: memory O(n), whatever h
+        self._end = end
+        self._n_records = n_records
+        self._next = 0               # index of the next record added
+        self._previous = None        # the record before it
+        self._open = None            # the current window (streamed)
         self._tail_t = None          # records since the current window's start
         self._tail_w = None
         self._parts = {k: [] for k in ("t0", "t1")}
@@ -106,12 +120,71 @@ class SamplePath:
             out["loss0"].append(v[:-1])
             out["loss1"].append(v[1:])
 
+    def _start_window(self, index, t0, w0, losses):
+        """Open the window whose first record is ``index`` (its end read ahead)."""
+        t1, w1 = self._end(index + self.h)
+        w1 = np.asarray(w1, float)
+        D = w1 - w0
+        points = np.stack([w0 + s * D for s in _NODES] + [w0, w1])
+        gradients, ends = [], []
+        for loss in losses:
+            values, grads = loss.value_and_grad(points)
+            gradients.append(np.einsum("j,jn->n", _WEIGHTS, grads[:4]))
+            ends.append(values[4:])
+        self._open = {"index": index, "t": (float(t0), float(t1)), "gbar": gradients,
+                      "ends": ends, "a": [[] for _ in losses]}
+
+    def _close_window(self):
+        window = self._open
+        self._open = None
+        self._parts["t0"].append(np.array([window["t"][0]]))
+        self._parts["t1"].append(np.array([window["t"][1]]))
+        for a, (v0, v1), out in zip(window["a"], window["ends"], self._per_loss):
+            a = np.concatenate(a)
+            out["change"].append(np.array([a.sum()]))
+            out["se"].append(np.array([np.sqrt(self.h * a.var(ddof=1))]))
+            out["loss0"].append(np.array([v0]))
+            out["loss1"].append(np.array([v1]))
+
+    def _add_streamed(self, t, w, losses):
+        h = self.h
+        first = self._next
+        self._next += t.size
+        if self._previous is not None:
+            t = np.concatenate([[self._previous[0]], t])
+            w = np.concatenate([self._previous[1][None], w])
+            first -= 1
+        self._previous = (t[-1], w[-1].copy())
+        last_window = (self._n_records - 1) // h           # windows 0 … last_window − 1
+        i = 0                                              # row of w: record first + i
+        while i < t.size - 1 or (self._open is None and i < t.size):
+            record = first + i
+            if self._open is None:
+                if record % h or record // h >= last_window:
+                    i += 1
+                    continue
+                self._start_window(record, t[i], w[i], losses)
+            window = self._open
+            end = window["index"] + h                     # steps record … end − 1
+            stop = min(end, first + t.size - 1)
+            if stop <= record:
+                break
+            d = w[i + 1:stop - first + 1] - w[i:stop - first]
+            for a, gbar in zip(window["a"], window["gbar"]):
+                a.append(d @ gbar)
+            i = stop - first
+            if stop == end:
+                self._close_window()
+
     def add(self, time, weights, losses=None):
         """Consecutive records ``time`` (B,), ``weights`` (B, n). ``losses`` replaces the
         losses for these records (rate losses bound to a chunk's rates)."""
         t = np.asarray(time, float)
         w = np.asarray(weights, float)
         losses = self.losses if losses is None else losses
+        if self._end is not None:
+            self._add_streamed(t, w, losses)
+            return
         h = self.h
         if self._tail_t is not None and self._tail_t.size:
             need = h + 1 - self._tail_t.size         # records completing the pending window

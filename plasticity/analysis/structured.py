@@ -14,6 +14,12 @@ statistics are small:
   ``Σ_j b_j²`` numbers for blocks of sizes ``b_j``: O(n · block) — done only when every
   block has at most ``BLOCK_MAX`` synapses and ``Σ_j b_j²`` is at most ``BLOCK_BUDGET``
   (so 10⁶ synapses in blocks of 100 are not fitted: 10⁸ numbers per statistic).
+  Fitting them anyway, in float32 or one group of blocks per pass over the file, was
+  judged not worth it: 0.75 GB of statistics (about 100 records of 10⁶ weights) or
+  some 15 passes, and with about as many records as synapses per block (a 10 s run
+  logged every 100 ms: 100 records, blocks of ~125) the family has nearly as many
+  parameters as the data has numbers, so a small residual would show overfitting,
+  not a constant metric.
 - ``low_rank_diagonal``: ``M = D + U C Uᵀ`` with ``D`` diagonal, ``U`` an orthonormal
   ``n × r`` basis and ``C`` an ``r × r`` SPD matrix, the rank ``r`` chosen by the
   residual (the smallest that fits, at most ``RANK_MAX``). ``U`` is learnt from the
@@ -34,8 +40,8 @@ certificate then reads ``natural-gradient-constant`` for runs too large for the 
 
 Memory: the diagonal statistics are 3 vectors of length n; the low-rank family keeps
 ``2 RANK_MAX`` vectors for ``U`` and ``Uᵀ S``, and holds the first ``BUFFER_RECORDS``
-records (drift and gradient) until ``U`` is chosen: a few times 16 records at that
-moment (measured: 0.7 GB peak for 10⁶ synapses, 40 records fed one at a time, 3.4 s
+records (drift and gradient; exactly those, however the records are chunked) until
+``U`` is chosen: a few times 16 records at that moment (measured: 0.7 GB peak for 10⁶ synapses, 40 records fed one at a time, 3.4 s
 of CPU), then O(n) per record.
 """
 
@@ -158,7 +164,8 @@ class StructuredMetricFit:
         self.b = np.zeros(self.n)      # Σ f_i g_i
         self.fsq = np.zeros(self.n)    # Σ f_i²
         self.records = 0
-        self._buffer = []
+        self._buffer = None             # (drift, gradient) of the first records, filled in place
+        self._buffered = 0
         self.U = None                   # low-rank basis (n, r), chosen from the buffer
         self.US = None                  # Uᵀ S (r, n)
         self.Q = None                   # Uᵀ P U (r, r)
@@ -200,11 +207,22 @@ class StructuredMetricFit:
         if self.rank_max <= 0:
             return
         if self.U is None:
-            self._buffer.append((F.copy(), G.copy()))
-            if sum(f.shape[0] for f, _ in self._buffer) >= self.buffer_records:
-                self._choose_basis()
-        else:
-            self._add_low_rank(F, G)
+            # exactly the first buffer_records records choose U, whatever the chunks
+            if self._buffer is None:
+                self._buffer = (np.empty((self.buffer_records, self.n)),
+                                np.empty((self.buffer_records, self.n)))
+            take = self.buffer_records - self._buffered
+            rows = min(take, F.shape[0])
+            self._buffer[0][self._buffered:self._buffered + rows] = F[:rows]
+            self._buffer[1][self._buffered:self._buffered + rows] = G[:rows]
+            self._buffered += rows
+            if take > F.shape[0]:
+                return
+            self._choose_basis()
+            F, G = F[take:], G[take:]
+            if F.shape[0] == 0:
+                return
+        self._add_low_rank(F, G)
 
     def _add_blocks(self, F, G):
         if self._equal:
@@ -229,21 +247,23 @@ class StructuredMetricFit:
         alternation (a diagonal fit alone would leave its own error in the residual).
         The directions come from the small Gram matrix ``R Rᵀ`` of the m buffered
         residuals (m × m), not from an SVD of the n × m matrix."""
-        F = np.concatenate([f for f, _ in self._buffer])
-        G = np.concatenate([g for _, g in self._buffer])
-        self._buffer = []
+        F, G = (x[:self._buffered] for x in self._buffer)
+        self._buffer, self._buffered = None, 0
         a = np.einsum("ki,ki->i", G, G)
         b = np.einsum("ki,ki->i", F, G)
         f_sq = float(np.einsum("ki,ki->", F, F))
-        low = np.zeros_like(F)              # rows: (U C Uᵀ g_k)ᵀ on the buffer
+        # Σ_k g_ki (U C Uᵀ g_k)_i, the low-rank part's share in the diagonal fit, as
+        # Σ_a U_ia (Gᵀ H C)_ia: n × r numbers, not another m × n array
+        extra = np.zeros(self.n)
         U = np.zeros((self.n, 0))
         d_before = None
         for _ in range(iterations):
-            d = _diagonal_fit(a, b, np.einsum("ki,ki->i", low, G))
+            d = _diagonal_fit(a, b, extra)
             if d_before is not None and np.max(np.abs(d - d_before)) <= 1e-12 * max(np.max(d), 1e-300):
                 break
             d_before = d
-            R = F + G * d                       # what the diagonal part leaves
+            R = G * d                           # what the diagonal part leaves: f + D g
+            R += F
             vals, vecs = np.linalg.eigh(R @ R.T)
             order = np.argsort(vals)[::-1]
             vals, vecs = vals[order], vecs[:, order]
@@ -251,13 +271,14 @@ class StructuredMetricFit:
                 break
             keep = (vals > 1e-20 * vals[0])[:self.rank_max].nonzero()[0]
             U = (R.T @ vecs[:, keep]) / np.sqrt(vals[keep])      # orthonormal columns
+            RU = R @ U                          # Uᵀ(f_k + D g_k)
             del R
             H = G @ U
             residual_sq = f_sq + 2 * d @ b + (d * d) @ a          # Σ ‖f + D g‖² on the buffer
-            C, _ = fit_constant_metric(H.T @ H, (F @ U + G @ (U * d[:, None])).T @ H, residual_sq)
+            C, _ = fit_constant_metric(H.T @ H, RU.T @ H, residual_sq)
             if C is None:
                 break
-            low = H @ C @ U.T
+            extra = np.einsum("ia,ia->i", U, G.T @ (H @ C))
         self.U = U
         r = self.U.shape[1]
         self.US = np.zeros((r, self.n))
@@ -336,7 +357,7 @@ class StructuredMetricFit:
     def fit_low_rank_diagonal(self, tol=CONSTANT_TOL):
         """``(d, U, C, rank, relative_residual)`` of ``M = diag(d) + U C Uᵀ``: the
         smallest rank whose residual is at most ``tol``, else the largest."""
-        if self.U is None and self._buffer:
+        if self.U is None and self._buffered:
             self._choose_basis()
         if self.U is None or self.U.shape[1] == 0:
             m, residual = self.fit_diagonal()
