@@ -16,7 +16,7 @@ from plasticity.analysis.devices import compare_weight_histograms
 from plasticity.config import load_config, validate
 from plasticity.sim import run
 
-from test_spiking import LIF_CONFIG
+from test_spiking import LIF_CONFIG, PAIR_CONFIG
 
 
 def _config(base, device, **changes):
@@ -200,3 +200,65 @@ def test_single_values_become_command_line_values():
     finally:
         device.reinit()
         b2.set_device("runtime")
+
+
+# --- equal time constants: one name in the code --------------------------------------
+
+def test_equal_time_constants():
+    from plasticity.rules import get_rule
+    from plasticity.sim.spiking import equal_time_constants
+
+    stdp, triplet = get_rule("stdp"), get_rule("triplet")
+    params = stdp.resolve({"tau_plus": 0.02, "tau_minus": 0.02})
+    assert equal_time_constants(stdp, params) == {"tau_minus": "tau_plus"}
+    assert equal_time_constants(stdp, stdp.resolve({"tau_minus": 0.03})) == {}
+    same = triplet.resolve({"tau_plus": 0.1, "tau_minus": 0.05, "tau_x": 0.1, "tau_y": 0.05})
+    assert equal_time_constants(triplet, same) == {"tau_x": "tau_plus", "tau_y": "tau_minus"}
+
+
+@pytest.mark.parametrize("tau_minus", [0.03, 0.01])
+def test_equal_time_constants_give_the_same_weights(tau_minus):
+    """The code with equal time constants named once (shared parameters) gives the
+    weights of the code with the constants inlined, each by its own name; unequal ones
+    keep their names. poisson_pair's neurons fire whatever the weights, so both runs
+    see the same spikes (runtime device, NumPy target: nothing to compile)."""
+    import gc
+
+    import brian2 as b2
+
+    from plasticity.rules import get_rule
+    from plasticity.sim.rate import start_runtime
+    from plasticity.sim.spiking import build_spiking_network
+
+    experiment = _config(PAIR_CONFIG, "runtime", rule__tau_plus=0.03, rule__tau_minus=tau_minus)
+    rule = get_rule("stdp")
+    weights, code = [], []
+    for shared in (False, True):
+        start_runtime(experiment)
+        b2.prefs.codegen.target = "numpy"
+        try:
+            parts = build_spiking_network(experiment, rule, experiment.rule.params,
+                                          np.random.default_rng(experiment.seed),
+                                          shared_parameters=shared)
+            parts.network.run(2 * b2.second, namespace={})
+            weights.append(np.array(parts.synapses.w_[:]))
+            code.append(parts.synapses.pre.code + parts.synapses.post.code
+                        + str(parts.synapses.event_driven))
+        finally:
+            b2.prefs.codegen.target = "cython"
+            del parts
+            gc.collect()
+    assert not np.allclose(weights[0], 0.25)         # the weights moved
+    np.testing.assert_allclose(weights[1], weights[0], rtol=1e-12, atol=0)
+    assert ("tau_minus" in code[1]) == (tau_minus != 0.03) and "tau_minus" in code[0]
+
+
+def test_build_key_has_which_time_constants_are_equal():
+    from plasticity.sim.standalone import model_key
+
+    def key(tau_plus, tau_minus):
+        return model_key(_config(LIF_CONFIG, "cpp_standalone", rule__tau_plus=tau_plus,
+                                 rule__tau_minus=tau_minus))
+
+    assert key(0.02, 0.02) == key(0.03, 0.03)
+    assert key(0.02, 0.03) == key(0.02, 0.04) != key(0.02, 0.02)

@@ -32,6 +32,7 @@ run every step, a cost benchmarks/bench_stdp.py measures): the neurons count the
 only if some input has no plastic synapse).
 """
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,6 +112,35 @@ LIF_PARAMS = ("tau_m", "V_rest", "V_reset", "V_th", "E_ex", "E_in", "tau_ex", "t
 FIXED_PARAMS = ("g_ei", "g_ie", "g_ii")
 
 
+def equal_time_constants(rule, params):
+    """``{name: first}`` for each time constant of the rule whose value equals that of
+    an earlier one (``first``, in the rule's parameter order), e.g. ``{"tau_minus":
+    "tau_plus"}`` for pair STDP with one window for both traces.
+
+    Where the values are shared variables (``shared_parameters``) the code names one
+    of each set of equal time constants for all of them: the C++ compiler then sees
+    that two traces decay by the same factor and computes one ``exp`` per synapse
+    event instead of one per trace, as it does for inlined equal constants. Which time
+    constants are equal shapes the code (it is in the standalone build key); their
+    values do not."""
+    values = rule.numeric(params)
+    names = [k for k, p in rule.parameters.items() if p.dimension == "time" and k in values]
+    alias = {}
+    for i, name in enumerate(names):
+        first = next((k for k in names[:i] if k not in alias and values[k] == values[name]),
+                     None)
+        if first is not None:
+            alias[name] = first
+    return alias
+
+
+def _renamed(code, alias):
+    """``code`` with each name of ``alias`` replaced by its value (whole words)."""
+    for name, first in alias.items():
+        code = re.sub(rf"\b{name}\b", first, code)
+    return code
+
+
 def build_spiking_network(experiment, rule, params, rng, record_spikes=False, *,
                           count_with_monitors=False, shared_parameters=False):
     """Create the Brian2 objects (in the current device) of a spiking experiment.
@@ -123,7 +153,8 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False, *,
     name of the postsynaptic group in a synapse's code), the jumps of the fixed synapses
     (:data:`FIXED_PARAMS`) variables of those synapses: not constants of a namespace,
     inlined into the code (cpp_standalone: their values are passed to the program when
-    it starts)."""
+    it starts); equal time constants of the rule are one name in the code
+    (:func:`equal_time_constants`)."""
     import brian2 as b2
 
     spec = experiment.network.spec
@@ -141,6 +172,10 @@ def build_spiking_network(experiment, rule, params, rng, record_spikes=False, *,
                      if k not in neuron_shared and k not in rule_shared and k not in fixed_shared}
     syn_eqs, on_pre, on_post = rule.code(params)
     post_eqs, post_spike, post_init = rule.post_code(params)
+    if shared_parameters:
+        alias = equal_time_constants(rule, params)
+        syn_eqs, on_pre, on_post, post_eqs, post_spike = (
+            _renamed(code, alias) for code in (syn_eqs, on_pre, on_post, post_eqs, post_spike))
     recurrent = spec.recurrent
     neuron_kind = spec.neuron
     objects = []

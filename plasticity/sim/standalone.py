@@ -44,7 +44,10 @@ the same model is handed to the program when it starts, not compiled into it.
   ``name.var=value`` arguments, applied just before the network runs);
 - parameter values: the rule's numeric parameters and the neuron parameters of a
   spiking model are ``(shared, constant)`` variables of the groups whose code uses
-  them (``shared_parameters``), not constants inlined in the code;
+  them (``shared_parameters``), not constants inlined in the code (only which of a
+  spiking rule's time constants are equal is code: one name stands for all of them,
+  so that the compiler computes their common decay once,
+  :func:`~plasticity.sim.spiking.equal_time_constants`);
 - initial values and other values set from Python: every single-value assignment
   Brian2 would write into ``main.cpp`` (:func:`_values_to_run_args`) becomes a
   command-line value; arrays (initial weights, potentials, synapse indices) are data
@@ -149,7 +152,7 @@ def model_key(experiment, record=True):
     from importlib.metadata import PackageNotFoundError, version
 
     from .. import __version__
-    from .spiking import FIXED_PARAMS, LIF_PARAMS
+    from .spiking import FIXED_PARAMS, LIF_PARAMS, equal_time_constants
 
     rule = get_rule(experiment.rule.name)
     data = experiment.to_dict()
@@ -166,6 +169,8 @@ def model_key(experiment, record=True):
     if experiment.network.spec.activity == "spiking":
         network["params"] = {k: v for k, v in network.get("params", {}).items()
                              if k not in LIF_PARAMS + FIXED_PARAMS}
+        # which of the rule's time constants are equal shapes the code, not their values
+        data["equal_time_constants"] = equal_time_constants(rule, experiment.rule.params)
     data["network"] = network
     # the installed Brian2's version without importing it (a warm launch never does)
     try:
