@@ -125,14 +125,15 @@ def test_diagonal_whitening_is_a_vector_and_means_the_diagonal_matrix():
     assert found.significance["statistic"] == pytest.approx(explicit.significance["statistic"])
 
 
-def _sparse_stdp_file(path, records, neurons=400, per_post=10, seed=0):
+def _sparse_stdp_file(path, records, neurons=400, per_post=10, seed=0, noise=2e-5,
+                      name="sparse"):
     """A spiking run file of a sparse network (soft-bound pair STDP), as the recorder
     writes it: weights drift to their fixed point at Poisson-sampled rates."""
     rng = np.random.default_rng(seed)
     post = np.repeat(np.arange(neurons), per_post)
     pre = rng.integers(0, neurons, post.size)
     params = RULES["stdp"].resolve({"bounds": "soft", "w_max": 0.04, "A_plus": 0.01, "A_minus": 0.0105})
-    config = (f'name = "sparse"\nseed = 1\n\n[network]\nmodel = "ei_network"\nn_pre = {neurons}\n'
+    config = (f'name = "{name}"\nseed = 1\n\n[network]\nmodel = "ei_network"\nn_pre = {neurons}\n'
               f'n_post = {neurons}\n\n[rule]\nname = "stdp"\nbounds = "soft"\nw_max = 0.04\n'
               'A_plus = 0.01\nA_minus = 0.0105\n')
     run = RunFile(path, post.size, extra_sizes={"rates/pre": neurons, "rates/post": neurons})
@@ -145,7 +146,7 @@ def _sparse_stdp_file(path, records, neurons=400, per_post=10, seed=0):
     for k in range(1, records):
         r = rng.poisson(base * 0.1) / 0.1
         f = expected_drift(RULES["stdp"], params, SpikeRates(r[None], r[None]), layout, w[None])[0]
-        w = np.clip(w + 0.1 * f + 2e-5 * rng.standard_normal(w.size), 0, 0.04)
+        w = np.clip(w + 0.1 * f + noise * rng.standard_normal(w.size), 0, 0.04)
         run.append(0.1 * k, w, extra={"rates/pre": r, "rates/post": r})
     run.close("complete")
     return path
@@ -172,27 +173,7 @@ def test_analyze_memory_does_not_grow_with_the_records(tmp_path):
 def _noisy_stdp_file(path, records, neurons=60, per_post=5, noise=2e-4, seed=0):
     """:func:`_sparse_stdp_file` with spike noise that dominates the drift over single
     records, so that the data choose a window of many records (h grows with T)."""
-    rng = np.random.default_rng(seed)
-    post = np.repeat(np.arange(neurons), per_post)
-    pre = rng.integers(0, neurons, post.size)
-    params = RULES["stdp"].resolve({"bounds": "soft", "w_max": 0.04, "A_plus": 0.01, "A_minus": 0.0105})
-    config = (f'name = "noisy"\nseed = 1\n\n[network]\nmodel = "ei_network"\nn_pre = {neurons}\n'
-              f'n_post = {neurons}\n\n[rule]\nname = "stdp"\nbounds = "soft"\nw_max = 0.04\n'
-              'A_plus = 0.01\nA_minus = 0.0105\n')
-    run = RunFile(path, post.size, extra_sizes={"rates/pre": neurons, "rates/post": neurons})
-    run.write_metadata(config_toml=config, rule="stdp", model="ei_network", seed=1, pre=pre, post=post)
-    w = rng.uniform(0, 0.04, post.size)
-    nan = np.full(neurons, np.nan)
-    run.append(0.0, w, extra={"rates/pre": nan, "rates/post": nan})
-    base = rng.uniform(2, 20, neurons)
-    layout = Layout(pre, post, neurons, neurons)
-    for k in range(1, records):
-        r = rng.poisson(base * 0.1) / 0.1
-        f = expected_drift(RULES["stdp"], params, SpikeRates(r[None], r[None]), layout, w[None])[0]
-        w = np.clip(w + 0.1 * f + noise * rng.standard_normal(w.size), 0, 0.04)
-        run.append(0.1 * k, w, extra={"rates/pre": r, "rates/post": r})
-    run.close("complete")
-    return path
+    return _sparse_stdp_file(path, records, neurons, per_post, seed, noise=noise, name="noisy")
 
 
 def test_window_passes_in_two_streams_are_the_in_memory_computation(tmp_path):
