@@ -293,11 +293,7 @@ def _values_to_run_args(device):
     of a variable later set from an array is dropped (the array wins, as in the code).
     Only variables the program can set from its command line are moved, and only
     finite numbers; assignments after the network run stay in the code."""
-    names = {}
-    for var, name in device.arrays.items():
-        names[name] = var
-    for var, name in list(device.dynamic_arrays.items()):
-        names[name] = var
+    names = _array_variables(device)
     args = {}
     kept = []
     running = False
@@ -325,6 +321,14 @@ def _values_to_run_args(device):
         kept.append(entry)
     device.main_queue[:] = kept
     return [f"{var.owner.name}.{var.name}={value}" for var, value in args.items()]
+
+
+def _array_variables(device):
+    """``{array name: variable}`` of the arrays the device declares (static and dynamic):
+    how the entries of Brian2's ``main_queue`` name the variables they set."""
+    names = {name: var for var, name in device.arrays.items()}
+    names.update({name: var for var, name in device.dynamic_arrays.items()})
+    return names
 
 
 def _number(value):
@@ -447,7 +451,7 @@ def run(experiment, options):
         raise ConfigError(f"simulation.duration: {n_steps:,} steps of simulation.dt; "
                           f"cpp_standalone counts at most {2**31 - 2:,}")
     if record and not spiking:
-        launched = _warm_run(experiment, options)
+        launched = _warm_run(experiment, rule, options)
         if launched is not _NOT_WARM:
             return launched
     import brian2 as b2
@@ -501,7 +505,8 @@ def run(experiment, options):
         save_compiler_flag_checks(_cache_root())
         timings["build"] = _time.time() - started
         command = _command(device, folder.path) + run_args
-        env = dict(_environment(device), PLASTICITY_SEED=str(experiment.seed))
+        env = dict(os.environ, **_program_environment(device),
+                   PLASTICITY_SEED=str(experiment.seed))
         if record and not spiking:
             _save_launch_record(folder, device, parts.plan, run_args, layout,
                                 _recorder_values(n_steps, every_steps))
@@ -570,8 +575,7 @@ def _save_launch_record(folder, device, plan, run_args, layout, recorder_values)
     import brian2 as b2
 
     values = {**plan.program_values(), **recorder_values}
-    names = {name: var for var, name in device.arrays.items()}
-    names.update({name: var for var, name in device.dynamic_arrays.items()})
+    names = _array_variables(device)
     arrays = []
     for func, payload in device.main_queue:
         if func == "run_network":
@@ -598,12 +602,8 @@ def _save_launch_record(folder, device, plan, run_args, layout, recorder_values)
         if planned is None or float(planned) != float(text):
             return
         args.append(key)
-    run_cmd = b2.prefs.devices.cpp_standalone.run_cmd_unix
     record = {"model_key": folder.key, "versions": _launch_versions(), "arrays": arrays,
-              "args": args,
-              "run_cmd": [run_cmd] if isinstance(run_cmd, str) else list(run_cmd),
-              "env": {**b2.prefs["devices.cpp_standalone.run_environment_variables"],
-                      **device.run_environment_variables},
+              "args": args, "run_cmd": _run_cmd(), "env": _program_environment(device),
               "blocks": [[name, np.dtype(dtype).str, int(count)]
                          for name, dtype, count in layout.blocks]}
     try:
@@ -684,11 +684,10 @@ def warm_launch_ready(experiment):
     return _read_launch_record(_cache_root() / f"{key}-0", key) is not None
 
 
-def _warm_run(experiment, options):
+def _warm_run(experiment, rule, options):
     """Run a rate experiment by launching the program already built for its model (see
     the module's "Warm launch"); the run file's path, or :data:`_NOT_WARM` where the
     folder's program cannot take this run (then nothing was written)."""
-    rule = get_rule(experiment.rule.name)
     n_steps, every_steps = experiment.steps
     folder = _BuildDir(experiment, options.build_dir, True)
     try:
@@ -712,9 +711,7 @@ def _warm_run(experiment, options):
             run_args.append(f"{key}={text}")
         for static, data in arrays:
             data.tofile(folder.path / "static_arrays" / static)
-        results = os.path.join(str(folder.path), "results", "")
-        os.makedirs(results, exist_ok=True)
-        command = record["run_cmd"] + ["--results_dir", results] + run_args
+        command = _program_command(record["run_cmd"], folder.path) + run_args
         env = dict(os.environ, **record["env"], PLASTICITY_SEED=str(experiment.seed))
         layout = _Layout([(name, np.dtype(dtype), int(count))
                           for name, dtype, count in record["blocks"]])
@@ -766,24 +763,32 @@ run.last_timings = {}
 
 
 def _command(device, directory):
-    import brian2 as b2
-
     if os.name == "nt":  # pragma: no cover
         return [str(Path(directory) / "main.exe"), "--results_dir", device.results_dir]
+    return _program_command(_run_cmd(), directory)
+
+
+def _run_cmd():
+    """Brian2's command that starts the built program, as a list."""
+    import brian2 as b2
+
     run_cmd = b2.prefs.devices.cpp_standalone.run_cmd_unix
-    run_cmd = [run_cmd] if isinstance(run_cmd, str) else list(run_cmd)
+    return [run_cmd] if isinstance(run_cmd, str) else list(run_cmd)
+
+
+def _program_command(run_cmd, directory):
+    """``run_cmd`` with the program's results folder in ``directory`` (created)."""
     results = os.path.join(str(directory), "results", "")
     os.makedirs(results, exist_ok=True)
     return run_cmd + ["--results_dir", results]
 
 
-def _environment(device):
+def _program_environment(device):
+    """The environment variables Brian2 sets for the program (besides the process's)."""
     import brian2 as b2
 
-    env = dict(os.environ)
-    env.update(b2.prefs["devices.cpp_standalone.run_environment_variables"])
-    env.update(device.run_environment_variables)
-    return env
+    return {**b2.prefs["devices.cpp_standalone.run_environment_variables"],
+            **device.run_environment_variables}
 
 
 def _peak_memory(pid):
