@@ -630,19 +630,12 @@ def _step_features(run, families, rated, chunk=None):
     and flagged."""
     steps = {fam.name: [] for fam in families}
     bad = {fam.name: [] for fam in rated}
-    previous = None
-    for start, stop in run.chunks(chunk):
-        w = run.weights(start, stop)
-        if previous is not None:
-            w = np.concatenate([previous, w])
-            start -= 1
-        previous = w[-1:].copy()
-        if len(w) < 2:
-            continue
-        d = np.diff(w, axis=0)                          # steps start … stop − 2
+    for start, stop in run.chunks(chunk, overlap=1):
+        w = run.weights(start, stop + 1)
+        d = np.diff(w, axis=0)                          # steps start … stop − 1
         for fam in families:
             if fam in rated:
-                D = fam.gradients(run.rates_for(start + 1, stop))
+                D = fam.gradients(run.rates_for(start + 1, stop + 1))
                 part = np.einsum("bki,bi->bk", D, d)
                 del D
                 flag = ~np.all(np.isfinite(part), axis=1)
